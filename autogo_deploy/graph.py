@@ -1,9 +1,9 @@
 """ONNX ⇄ Graph: load, validate, shape-infer, clean up, canonical order, features, extract, splice, save.
 
-    g = load("model.onnx", input_shapes={"input": (1, 3, 224, 224)})
-    g.totals()             # {'macs': ..., 'params': ..., 'activation_bytes': ..., 'nodes': ...}
-    sub = g.extract(["conv1", "relu1"])       # standalone valid ONNX model
-    new = g.splice(names, replacement, inputs, outputs)
+g = load("model.onnx", input_shapes={"input": (1, 3, 224, 224)})
+g.totals()             # {'macs': ..., 'params': ..., 'activation_bytes': ..., 'nodes': ...}
+sub = g.extract(["conv1", "relu1"])       # standalone valid ONNX model
+new = g.splice(names, replacement, inputs, outputs)
 """
 
 from __future__ import annotations

@@ -99,12 +99,34 @@ def describe(
         node.group = int(attrs.get("group", 1))
     elif op in ("GlobalAveragePool", "GlobalMaxPool") and node.in_shapes:
         node.kernel = tuple(node.in_shapes[0][2:])
+    _check_consistency(node, shapes, proto)
     node.macs = _macs(op, node, shapes, proto)
     node.params = sum(init_sizes.get(t, 0) for t in proto.input if t)
     node.act_bytes = sum(
         prod(shapes.get(t, ())) * _itemsize(dtypes.get(t, onnx.TensorProto.FLOAT)) for t in proto.output if t
     )
     return node
+
+
+def _check_consistency(node: Node, shapes: dict, proto: onnx.NodeProto) -> None:
+    """Catch what ONNX shape inference lets through but no runtime accepts."""
+    from autogo_deploy.errors import ModelError
+
+    if node.op_type in ("Conv", "ConvTranspose") and len(proto.input) > 1 and node.in_shapes:
+        x, w = node.in_shapes[0], shapes.get(proto.input[1], ())
+        if len(w) != len(x):
+            raise ModelError(
+                f"node {node.name} ({node.op_type}): weight rank {len(w)} does not match input rank {len(x)}"
+            )
+        if node.op_type == "Conv" and len(x) > 1 and w[1] * node.group != x[1]:
+            raise ModelError(
+                f"node {node.name} (Conv): input has {x[1]} channels but weight expects "
+                f"{w[1]} x group {node.group} = {w[1] * node.group}"
+            )
+        if node.kernel and tuple(w[2:]) != tuple(node.kernel):
+            raise ModelError(
+                f"node {node.name}: kernel_shape {node.kernel} differs from weight {tuple(w[2:])}"
+            )
 
 
 def _itemsize(elem_type: int) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.version_converter
 from onnx import TensorProto, helper, numpy_helper
 
 from autogo_deploy.errors import DynamicShapeError, ModelError, UnsupportedOpError
@@ -96,7 +97,9 @@ def _load_external_data(model: onnx.ModelProto, base: Path, label: str) -> None:
         offset = int(info.get("offset", 0) or 0)
         length = int(info.get("length", 0) or 0) or (target.stat().st_size - offset)
         if offset < 0 or offset + length > target.stat().st_size:
-            raise ModelError(f"{label}: external data of {tensor.name!r} exceeds {location!r} (offset/length)")
+            raise ModelError(
+                f"{label}: external data of {tensor.name!r} exceeds {location!r} (offset/length)"
+            )
         with open(target, "rb") as fh:
             fh.seek(offset)
             tensor.raw_data = fh.read(length)
@@ -119,8 +122,13 @@ def ensure_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
         raise ModelError(f"opset {opset} is newer than this onnx package supports (<= {newest})")
     if opset >= MIN_OPSET:
         return model, None
+    if model.ir_version < 4:  # IR < 4 demanded initializers be graph inputs; newer IR lifts that
+        model.ir_version = 4
     try:
-        converted = onnx.version_converter.convert_model(model, TARGET_OPSET)
+        converted = onnx.version_converter.convert_version(model, TARGET_OPSET)
+        converted.ir_version = max(
+            converted.ir_version, helper.find_min_ir_version_for(list(converted.opset_import))
+        )
     except Exception as exc:
         raise ModelError(
             f"opset {opset} is older than {MIN_OPSET} and the ONNX version converter failed: "
@@ -156,13 +164,13 @@ def parse_shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
         if any(d <= 0 for d in shape):
             raise ValueError
     except ValueError:
-        raise InputError(f"bad --input-shape {text!r}; expected NAME=1x3x224x224 with positive dims") from None
+        raise InputError(
+            f"bad --input-shape {text!r}; expected NAME=1x3x224x224 with positive dims"
+        ) from None
     return name, shape
 
 
-def pin_input_shapes(
-    model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] | None
-) -> list[str]:
+def pin_input_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] | None) -> list[str]:
     """Make every graph input static; a dynamic leading (batch) dim defaults to 1. Returns notes."""
     input_shapes = dict(input_shapes or {})
     notes: list[str] = []
@@ -170,7 +178,9 @@ def pin_input_shapes(
     names = {vi.name for vi in inputs}
     for name in input_shapes:
         if name not in names:
-            raise ModelError(f"--input-shape names {name!r}, not an input; inputs: {', '.join(sorted(names))}")
+            raise ModelError(
+                f"--input-shape names {name!r}, not an input; inputs: {', '.join(sorted(names))}"
+            )
     for vi in inputs:
         ttype = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
@@ -190,7 +200,8 @@ def pin_input_shapes(
                             f"--input-shape {vi.name}: dim {i} is fixed to {dim.dim_value} in the model, not {d}"
                         )
             ttype.ClearField("shape")
-            ttype.shape.dim.extend(helper.make_tensor_shape_proto(list(shape)).dim)
+            for d in shape:
+                ttype.shape.dim.add().dim_value = int(d)
             continue
         if not ttype.HasField("shape"):
             raise DynamicShapeError(

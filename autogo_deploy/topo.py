@@ -75,7 +75,9 @@ def canonical_order(graph: onnx.GraphProto) -> list[int]:
         attrs = sorted((k, repr(v)) for k, v in attrs_of(n).items())
         sig[i] = _h(n.op_type, n.domain, attrs, parts)
     indeg = [len(p) for p in preds]
-    heap = [(depth[i], nodes[i].op_type, sig[i], nodes[i].name, i) for i in range(len(nodes)) if indeg[i] == 0]
+    heap = [
+        (depth[i], nodes[i].op_type, sig[i], nodes[i].name, i) for i in range(len(nodes)) if indeg[i] == 0
+    ]
     heapq.heapify(heap)
     result: list[int] = []
     while heap:

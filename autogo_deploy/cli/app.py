@@ -38,9 +38,9 @@ def _root(
 
 def _register() -> None:
     # One line per command module; each exposes `register(app)`.
-    from autogo_deploy.cli import inspect_cmd
+    from autogo_deploy.cli import check_cmd, inspect_cmd
 
-    for module in (inspect_cmd,):
+    for module in (inspect_cmd, check_cmd):
         module.register(app)
 
 

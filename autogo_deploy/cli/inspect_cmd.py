@@ -24,7 +24,9 @@ def inspect(
     """Describe a model: op histogram, parameters, MACs, shapes and per-node features."""
     from autogo_deploy.graph import load
 
-    g = load(model, input_shapes=parse_input_shapes(input_shape), cleanup=cleanup, fold_bn=fold_bn, verify=verify)
+    g = load(
+        model, input_shapes=parse_input_shapes(input_shape), cleanup=cleanup, fold_bn=fold_bn, verify=verify
+    )
     totals = g.totals()
     if json_out:
         print_json(

@@ -68,9 +68,7 @@ _GATE_KEYS = {"fail_alpha", "pass_alpha", "batch_runs", "max_runs", "max_seconds
 def metric(name: str) -> Metric:
     """The metric called `name`; an unknown name raises InputError listing the valid ones."""
     if name not in METRICS:
-        raise InputError(
-            f"unknown budget metric {name!r}", hint=f"valid metrics: {', '.join(METRICS)}"
-        )
+        raise InputError(f"unknown budget metric {name!r}", hint=f"valid metrics: {', '.join(METRICS)}")
     return METRICS[name]
 
 
@@ -246,7 +244,9 @@ def _gate_settings(table: Mapping[str, Any], where: str) -> dict[str, float]:
         raise InputError(f"{where}: [gate] must be a table")
     for key, value in gate.items():
         if key not in _GATE_KEYS:
-            raise InputError(f"{where} [gate]: unknown key {key!r}", hint=f"valid: {', '.join(sorted(_GATE_KEYS))}")
+            raise InputError(
+                f"{where} [gate]: unknown key {key!r}", hint=f"valid: {', '.join(sorted(_GATE_KEYS))}"
+            )
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InputError(f"{where} [gate]: {key} must be a number, got {value!r}")
     return dict(gate)
@@ -350,8 +350,8 @@ def baseline_metrics(data: Any) -> dict[str, float]:
             for name in METRICS:
                 if _is_number(table.get(name)):
                     found.setdefault(name, float(table[name]))
-    # profile reports: a measurement block with p50_ms/p90_ms/p99_ms/energy_mj/power_w.
-    for key in ("measurement", "baseline"):
+    # profile reports (kind "autogo-deploy/profile"): latency {p50_ms, ...}, power {energy_mj, power_w}
+    for key in ("latency", "power", "measurement", "baseline"):
         block = data.get(key)
         if isinstance(block, dict):
             found.update({k: v for k, v in _measurement_metrics(block).items() if k not in found})

@@ -176,7 +176,9 @@ def time_until_stable(
         samples.append((t1 - t0) * 1000.0)
         n = len(samples)
         elapsed = t1 - start
-        if n >= rule.min_runs and (_check_due(n, last_checked) or n >= rule.max_runs or elapsed >= rule.time_cap_s):
+        if n >= rule.min_runs and (
+            _check_due(n, last_checked) or n >= rule.max_runs or elapsed >= rule.time_cap_s
+        ):
             last_checked = n
             rel = ci_half_width_rel(sorted(samples))
             if on_progress is not None:
@@ -198,7 +200,9 @@ def time_until_stable(
     return TimedRuns(samples_ms=samples, stop_reason=reason, elapsed_s=clock() - start, ci95_rel=rel)
 
 
-def warm_up(run_once: Callable[[], object], runs: int, *, on_progress: Callable[[dict], None] | None = None) -> float:
+def warm_up(
+    run_once: Callable[[], object], runs: int, *, on_progress: Callable[[dict], None] | None = None
+) -> float:
     """Run `runs` untimed iterations (caches, allocators, JIT); returns the seconds spent."""
     start = time.perf_counter()
     for i in range(runs):

@@ -56,6 +56,9 @@ class Target:
     hardware: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
 
+    def __hash__(self) -> int:  # dict fields are unhashable; name + file identify a target
+        return hash((self.name, self.path))
+
     def available(self) -> tuple[bool, str]:
         """(True, what will run) or (False, why not: package missing, no GPU, ...)."""
         from autogo_deploy.backends import availability
@@ -215,7 +218,9 @@ def load_target(name_or_path: str | Path) -> Target:
     packaged = targets_dir() / f"{text}.toml"
     if not packaged.is_file():
         known = ", ".join(target_names()) or "(none)"
-        raise InputError(f"unknown target {text!r}", hint=f"known targets: {known}; or give a path to a .toml file")
+        raise InputError(
+            f"unknown target {text!r}", hint=f"known targets: {known}; or give a path to a .toml file"
+        )
     return parse_target(_read_toml(packaged), default_name=text, path=str(packaged))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from conftest import make_tiny_cnn
+from tiny_models import make_tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
 from autogo_deploy.cli.app import main

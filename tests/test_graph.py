@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from conftest import make_tiny_cnn
+from tiny_models import make_tiny_cnn
 
 from autogo_deploy import graph
 from autogo_deploy.errors import DynamicShapeError, ModelError

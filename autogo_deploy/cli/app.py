@@ -38,9 +38,27 @@ def _root(
 
 def _register() -> None:
     # One line per command module; each exposes `register(app)`.
-    from autogo_deploy.cli import check_cmd, inspect_cmd
+    from autogo_deploy.cli import (
+        check_cmd,
+        db_cmd,
+        inspect_cmd,
+        optimize_cmd,
+        predictor_cmd,
+        profile_cmd,
+        targets_cmd,
+        zoo_cmd,
+    )
 
-    for module in (inspect_cmd, check_cmd):
+    for module in (
+        inspect_cmd,
+        optimize_cmd,
+        profile_cmd,
+        check_cmd,
+        targets_cmd,
+        zoo_cmd,
+        db_cmd,
+        predictor_cmd,
+    ):
         module.register(app)
 
 

@@ -1,0 +1,200 @@
+"""The verbs as library functions; the only module that wires the others together.
+
+from autogo_deploy import api
+result = api.optimize("model.onnx", "ort-cpu", budgets=["latency_ms=8"], generations=4)
+result.best            # search.Candidate (measured) or None when nothing beat the input
+api.profile("model.onnx", "npu-sim")     # measure.Measurement
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from autogo_deploy.constraints import Budgets, check_objective, parse_budgets
+from autogo_deploy.errors import InputError, MeasurementFailed
+from autogo_deploy.search import Candidate, Search, SearchConfig, SearchResult, candidate_id
+
+
+def resolve_model_source(model: str | Path, *, arch: str | None = None) -> tuple[bytes, str]:
+    """A model file, or `zoo:NAME` for a built-in network (the embedded defaults)."""
+    text = str(model)
+    if text.startswith("zoo:"):
+        from autogo_deploy import zoo
+
+        name = text[4:]
+        kwargs = {"arch": arch} if arch else {}
+        return zoo.build(name, **kwargs).SerializeToString(), text
+    path = Path(text)
+    if not path.is_file():
+        raise InputError(f"model file not found: {path} (or use zoo:NAME, see `autogo-deploy zoo list`)")
+    return path.read_bytes(), str(path)
+
+
+def profile(model, target: str, **kwargs):
+    """Measure `model` on `target` (see measure.measure for the keyword arguments)."""
+    from autogo_deploy.measure import measure
+
+    return measure(model, target, **kwargs)
+
+
+def check(model, target: str, **kwargs):
+    """The CI gate (see gate.py); returns its verdict object."""
+    from autogo_deploy import checking
+
+    return checking.run_check(model, target, **kwargs)
+
+
+def measurement_summary(m) -> dict:
+    return {
+        "latency_ms": m.p50_ms,
+        "p90_ms": m.p90_ms,
+        "p99_ms": m.p99_ms,
+        "runs": m.runs,
+        "ci95_rel": m.ci95_rel,
+        "energy_mj": m.energy_mj,
+        "power_w": m.power_w,
+        "power_method": m.power_method,
+        "deterministic": m.deterministic,
+        "method": "simulated" if m.deterministic else "measured",
+    }
+
+
+def run_evaluator(command: str, model_bytes: bytes, timeout_s: float = 600) -> float:
+    """Run the user's `--evaluator "CMD {model}"`; the last number it prints is the score."""
+    if "{model}" not in command:
+        raise InputError('--evaluator must contain {model}, e.g. "python eval.py {model}"')
+    with tempfile.TemporaryDirectory(prefix="autogo_eval_") as tmp:
+        path = Path(tmp) / "candidate.onnx"
+        path.write_bytes(model_bytes)
+        argv = [part.replace("{model}", str(path)) for part in shlex.split(command)]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise MeasurementFailed(f"evaluator failed: {exc}") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+        raise MeasurementFailed(f"evaluator exited {proc.returncode}: {tail[0][:200]}")
+    for token in reversed(proc.stdout.split()):
+        try:
+            return float(token)
+        except ValueError:
+            continue
+    raise MeasurementFailed("evaluator printed no number")
+
+
+@dataclass
+class OptimizeResult:
+    search: SearchResult
+    target: str
+    objective: str
+    budgets: Budgets
+    source: str
+    predictor: dict
+    space: str | None
+    proposer_stats: dict
+
+    @property
+    def best(self) -> Candidate | None:
+        return self.search.best
+
+
+def optimize(
+    model: str | Path,
+    target: str,
+    *,
+    budgets: list[str] | Budgets | None = None,
+    objective: str = "latency",
+    generations: int = 4,
+    population: int = 12,
+    measure_top: int = 2,
+    time_limit_s: float | None = None,
+    seed: int = 0,
+    space: str | None = None,
+    arch: str | None = None,
+    evaluator: str | None = None,
+    jobs: int | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    input_shapes: dict | None = None,
+    measure_overrides: dict | None = None,
+    on_generation: Callable[[dict], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> OptimizeResult:
+    """Evolve `model` for `target` under `budgets`; see README § optimize."""
+    from autogo_deploy import scoring
+    from autogo_deploy.graph import load
+    from autogo_deploy.measure import measure
+    from autogo_deploy.proposers import GraphProposer, NB201Proposer, graph_stats
+    from autogo_deploy.target import load_target
+
+    status = on_status or (lambda _msg: None)
+    budgets = budgets if isinstance(budgets, Budgets) else parse_budgets(budgets)
+    objective = check_objective(objective)
+    tgt = load_target(target)
+    ok, reason = tgt.available()
+    if not ok:
+        from autogo_deploy.errors import BackendUnavailable
+
+        raise BackendUnavailable(f"target {tgt.name!r} is unavailable: {reason}")
+    if space not in (None, "nb201"):
+        raise InputError(f"unknown --space {space!r}; valid: nb201")
+    data, source = resolve_model_source(model, arch=arch if space == "nb201" else None)
+    status("loading and cleaning the input model")
+    if space == "nb201":
+        if not arch:
+            raise InputError("--space nb201 needs --arch (the input network's NB201 arch string)")
+        proposer = NB201Proposer(seed=seed)
+        baseline = proposer.build(arch, None, [])
+    else:
+        g = load(data, input_shapes=input_shapes, cleanup=True, verify=True)
+        clean = g.to_bytes()
+        baseline = Candidate(candidate_id(clean), clean, None, 0, **graph_stats(clean))
+        from autogo_deploy.segments.db import default_db
+
+        status("opening the segment database (built on first use)")
+        db = default_db(progress=True)
+        proposer = GraphProposer(str(db.path), align=tgt.channel_multiple, jobs=jobs)
+    overrides = dict(measure_overrides or {})
+
+    def measurer(c: Candidate) -> dict:
+        return measurement_summary(measure(c.model_bytes, tgt, seed=seed, **overrides))
+
+    status("loading the predictor")
+    scorer, predictor_info = scoring.make_scorer(tgt, space=space)
+    baseline.predicted = scorer([baseline])[0]
+    baseline.acc_delta = 0.0
+    config = SearchConfig(
+        objective=objective,
+        generations=generations,
+        population=population,
+        measure_top=measure_top,
+        time_limit_s=time_limit_s,
+        seed=seed,
+    )
+    search = Search(
+        baseline,
+        proposer=proposer,
+        scorer=scorer,
+        measurer=measurer,
+        budgets=budgets,
+        config=config,
+        evaluator=(lambda c: run_evaluator(evaluator, c.model_bytes)) if evaluator else None,
+        on_generation=on_generation,
+        checkpoint=checkpoint,
+    )
+    if resume:
+        if checkpoint is None:
+            raise InputError("--resume needs --checkpoint DIR")
+        search.load_checkpoint(checkpoint)
+    status(f"measuring the input on {tgt.name}")
+    try:
+        result = search.run()
+    finally:
+        proposer.close()
+    stats = {"accepted": proposer.accepted, "rejections": dict(proposer.rejections)}
+    return OptimizeResult(result, tgt.name, objective, budgets, source, predictor_info, space, stats)

@@ -1,0 +1,172 @@
+"""`autogo-deploy optimize MODEL --target T`: constrained AutoGO search → measured, deployable ONNX."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from autogo_deploy.cli.common import err, out, parse_input_shapes, print_json
+
+
+def optimize(
+    model: Annotated[str, typer.Argument(help="ONNX file, or zoo:NAME for a built-in network")],
+    target: Annotated[str, typer.Option("--target", "-t", help="target name or TOML path")] = "ort-cpu",
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--budget", "-b", help="KEY=VALUE: latency_ms energy_mj power_w params macs peak_mem_mb acc_drop"
+        ),
+    ] = None,
+    objective: Annotated[str, typer.Option(help="latency | energy | macs")] = "latency",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the best model here")] = None,
+    front: Annotated[Path | None, typer.Option("--front", help="write every front member into DIR")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="HTML report")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the report as one JSON document")] = False,
+    generations: Annotated[int, typer.Option(min=1, help="search generations")] = 4,
+    population: Annotated[int, typer.Option(min=1, help="mutants proposed per generation")] = 12,
+    measure_top: Annotated[int, typer.Option(min=0, help="candidates measured per generation")] = 2,
+    time_limit: Annotated[float | None, typer.Option("--time-limit", help="seconds")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    space: Annotated[str | None, typer.Option(help="restrict mutations: nb201")] = None,
+    arch: Annotated[str | None, typer.Option(help="NB201 arch string (with --space nb201)")] = None,
+    evaluator: Annotated[str | None, typer.Option(help='command scoring a candidate: "CMD {model}"')] = None,
+    jobs: Annotated[int | None, typer.Option(help="parallel mutation workers (default: cores)")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="checkpoint folder (JSON + ONNX)")] = None,
+    resume: Annotated[bool, typer.Option(help="resume from --checkpoint")] = False,
+    input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="NAME=1x3x224x224")] = None,
+    max_runs: Annotated[int | None, typer.Option(help="cap on timed runs per measurement")] = None,
+) -> None:
+    """Evolve a model's computation graph for a target under budgets; write the best measured model."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from autogo_deploy import api
+    from autogo_deploy.graph import save_model
+    from autogo_deploy.report.optimize_report import build_doc, render_html
+
+    for p in (output, report):
+        if p is not None and p.exists() and p.is_dir():
+            raise typer.BadParameter(f"{p} is a directory")
+    progress = Progress(
+        TextColumn("[bold]gen {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+    task = progress.add_task("search", total=generations, info="starting")
+
+    def on_generation(entry: dict) -> None:
+        progress.update(
+            task,
+            completed=entry["generation"],
+            info=(
+                f"{entry['new_valid']} new, {entry['candidates_per_s']:.2f} cand/s, best "
+                f"{entry['best_cost']:.4g} ({'measured' if entry['best_measured'] else 'predicted'})"
+            ),
+        )
+
+    def on_status(msg: str) -> None:
+        progress.update(task, info=msg)
+
+    overrides = {"max_runs": max_runs} if max_runs else None
+    with progress:
+        result = api.optimize(
+            model,
+            target,
+            budgets=budget,
+            objective=objective,
+            generations=generations,
+            population=population,
+            measure_top=measure_top,
+            time_limit_s=time_limit,
+            seed=seed,
+            space=space,
+            arch=arch,
+            evaluator=evaluator,
+            jobs=jobs,
+            checkpoint=checkpoint,
+            resume=resume,
+            input_shapes=parse_input_shapes(input_shape),
+            measure_overrides=overrides,
+            on_generation=on_generation,
+            on_status=on_status,
+        )
+    best = result.best
+    if best and output:
+        import onnx
+
+        save_model(onnx.load_from_string(best.model_bytes), output)
+    if front:
+        front.mkdir(parents=True, exist_ok=True)
+        for c in result.search.front:
+            (front / f"{c.cid}.onnx").write_bytes(c.model_bytes)
+    doc = build_doc(result, output=str(output) if output else None, front_dir=str(front) if front else None)
+    if report:
+        report.write_text(render_html(doc))
+    if json_out:
+        print_json(doc)
+        return
+    _render(doc)
+    if best is None:
+        err.print(f"[yellow]{doc['why_no_result']}[/yellow]")
+
+
+def _render(doc: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"optimize {doc['input']} on {doc['target']} ({doc['objective']})")
+    for col in ("", "p50 ms", "energy mJ", "power", "MACs", "params", "pred. acc Δ pp"):
+        t.add_column(col, justify="right" if col else "left")
+    for label, c in [("input (measured)", doc["baseline"])] + (
+        [("result (measured)", doc["best"])] if doc["best"] else []
+    ):
+        m = c["measured"] or {}
+        t.add_row(
+            label,
+            _f(m.get("latency_ms")),
+            _f(m.get("energy_mj")),
+            str(m.get("power_method") or "-"),
+            f"{c['macs']:,}",
+            f"{c['params']:,}",
+            _f(c["predicted_acc_delta"]),
+        )
+    out.print(t)
+    imp = doc.get("improvement")
+    if imp:
+        out.print(
+            f"latency {_pct(imp['latency_change'])}  energy {_pct(imp['energy_change'])}  "
+            f"MACs {_pct(imp['macs_change'])}  ({len(doc['best']['changes'])} change(s); "
+            f"{doc['candidates_evaluated']} candidates, {doc['elapsed_s']} s, stopped: {doc['stopped']})"
+        )
+        for ch in doc["best"]["changes"]:
+            cert = ch.get("certificate") or {}
+            out.print(
+                f"  • {ch.get('segment')} → {ch.get('replacement')}"
+                + (f"  MILP {cert.get('status')} {_f(cert.get('solve_time_ms'))} ms" if cert else "")
+                + (
+                    f"  inherited {100 * ch['inherited_param_share']:.0f}%"
+                    if ch.get("inherited_param_share") is not None
+                    else ""
+                )
+            )
+        if doc["best"].get("arch"):
+            out.print(f"  arch: {doc['best']['arch']}")
+    out.print(f"[dim]{doc['notice']}[/dim]")
+    out.print(f"[dim]predictor: {json.dumps(doc['predictor'])}[/dim]")
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:+.1f}%"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("optimize")(optimize)

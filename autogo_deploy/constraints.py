@@ -1,0 +1,78 @@
+"""Budgets and objectives for `optimize`: hard constraints on candidates.
+
+    --budget latency_ms=8 energy_mj=2 power_w=15 params=5e6 macs=1e9 peak_mem_mb=200 acc_drop=0
+
+Latency/energy/power are compared with measured values when a candidate was measured, predicted
+ones otherwise (and the report says which). `acc_drop` (percentage points, default 0) bounds the
+predicted accuracy loss against the input model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from autogo_deploy.errors import InputError
+
+BUDGET_KEYS = {
+    "latency_ms": "p50 latency on the target (ms)",
+    "energy_mj": "energy per inference (mJ)",
+    "power_w": "average power (W)",
+    "params": "parameter count",
+    "macs": "multiply-accumulates",
+    "peak_mem_mb": "activation memory estimate (MB)",
+    "acc_drop": "allowed predicted accuracy loss (percentage points)",
+}
+OBJECTIVES = ("latency", "energy", "macs")
+
+
+@dataclass
+class Budgets:
+    limits: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def acc_drop(self) -> float:
+        return self.limits.get("acc_drop", 0.0)
+
+    def violations(self, metrics: dict[str, float | None]) -> list[str]:
+        """Budget names broken by `metrics` (missing metrics are not judged)."""
+        broken = []
+        for key, limit in self.limits.items():
+            if key == "acc_drop":
+                delta = metrics.get("acc_delta")
+                if delta is not None and delta < -limit - 1e-9:
+                    broken.append(key)
+                continue
+            value = metrics.get(key)
+            if value is not None and value > limit:
+                broken.append(key)
+        return broken
+
+    def to_dict(self) -> dict:
+        return dict(self.limits)
+
+
+def parse_budgets(items: list[str] | None) -> Budgets:
+    """Parse `key=value` items (each item may hold several, space separated)."""
+    limits: dict[str, float] = {}
+    for item in items or []:
+        for part in item.replace(",", " ").split():
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise InputError(f"bad budget {part!r}; expected KEY=VALUE, keys: {', '.join(BUDGET_KEYS)}")
+            if key not in BUDGET_KEYS:
+                raise InputError(f"unknown budget {key!r}; valid: {', '.join(BUDGET_KEYS)}")
+            try:
+                number = float(value)
+            except ValueError:
+                raise InputError(f"budget {key} needs a number, got {value!r}") from None
+            if number < 0:
+                raise InputError(f"budget {key} must be >= 0, got {number}")
+            limits[key] = number
+    limits.setdefault("acc_drop", 0.0)
+    return Budgets(limits)
+
+
+def check_objective(name: str) -> str:
+    if name not in OBJECTIVES:
+        raise InputError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVES)}")
+    return name

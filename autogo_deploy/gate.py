@@ -1,0 +1,410 @@
+"""The statistical pass/fail decision of `check`: confidence bounds, sequential looks, verdicts.
+
+A budget `metric <= limit` on a noisy quantity is never judged on a single number:
+
+* percentiles (latency p50/p90/p99) get distribution-free bounds from order statistics. With n
+  i.i.d. runs sorted x(1) <= ... <= x(n), P(x(k) < q-quantile) = P(Binomial(n, q) >= k), so the
+  smallest k with P(Bin(n, q) >= k) <= a makes x(k) an upper bound at level 1 - a, and the largest
+  j with P(Bin(n, q) <= j - 1) <= a makes x(j) a lower bound;
+* means over batches (energy per inference, average power: one value per measurement batch) get a
+  Student-t bound over the batch values (needs >= 2 batches);
+* observed values (peak memory) and exact counts (params, MACs, file size) are compared directly.
+
+A budget *fails* when the lower bound exceeds the limit, *passes* when the upper bound is within it,
+and otherwise *straddles*: another batch of runs is measured, up to `max_runs` / `max_seconds`, then
+the verdict is *inconclusive* (exit code 5). Error rates are controlled across the planned looks and
+the budgets by Bonferroni: each look tests each statistical budget at `fail_alpha / (looks * m)`, so
+the chance that any look wrongly fails a model meeting all its budgets is at most `fail_alpha`
+(1% by default); the same for wrongly passing with `pass_alpha`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from autogo_deploy.budgets import METRICS, Budget
+from autogo_deploy.errors import EnvironmentError_, InputError
+
+PASS, FAIL, INCONCLUSIVE, STRADDLE = "pass", "fail", "inconclusive", "straddle"
+MEASURED_MEM = "measured: peak RSS of the harness process (model, runtime and Python), max over batches"
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """How hard `check` looks before it decides; see the module docstring."""
+
+    fail_alpha: float = 0.01  # family-wise false-fail rate over looks and budgets
+    pass_alpha: float = 0.05  # family-wise false-pass rate over looks and budgets
+    batch_runs: int = 200  # runs per look (one measurement batch)
+    max_runs: int = 2000  # cap on runs, sets the number of planned looks
+    max_seconds: float = 120.0  # cap on measuring time; then inconclusive
+    min_fail_batches: int = 2  # a fail needs evidence from this many separate batches
+
+    def __post_init__(self) -> None:
+        for name in ("fail_alpha", "pass_alpha"):
+            value = getattr(self, name)
+            if not 0.0 < value < 0.5:
+                raise InputError(f"gate setting {name} must be in (0, 0.5), got {value}")
+        if self.batch_runs < 1 or self.max_runs < self.batch_runs:
+            raise InputError(
+                f"gate settings need 1 <= batch_runs <= max_runs, got {self.batch_runs} and {self.max_runs}"
+            )
+        if not self.max_seconds > 0:
+            raise InputError(f"gate setting max_seconds must be > 0, got {self.max_seconds}")
+        if self.min_fail_batches < 1:
+            raise InputError(f"gate setting min_fail_batches must be >= 1, got {self.min_fail_batches}")
+
+    @property
+    def looks(self) -> int:
+        """Planned looks (batches); the Bonferroni divisor."""
+        return math.ceil(self.max_runs / self.batch_runs)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> GateSettings:
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {}
+        for key, value in values.items():
+            if key not in known:
+                raise InputError(f"unknown gate setting {key!r}", hint=f"valid: {', '.join(sorted(known))}")
+            kwargs[key] = (
+                int(value) if key in {"batch_runs", "max_runs", "min_fail_batches"} else float(value)
+            )
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__} | {"looks": self.looks}
+
+
+# ---------------------------------------------------------------- bounds
+
+
+@lru_cache(maxsize=4096)
+def order_stat_upper(n: int, q: float, alpha: float) -> int | None:
+    """0-based index k of the sorted sample that is an upper (1 - alpha) bound on the q-quantile,
+    or None when n is too small for any finite bound."""
+    from scipy.stats import binom
+
+    # smallest k (1-based) with P(Bin(n, q) >= k) <= alpha, i.e. cdf(k - 1) >= 1 - alpha
+    k = int(binom.ppf(1.0 - alpha, n, q)) + 1
+    while k > 1 and binom.sf(k - 2, n, q) <= alpha:  # guard against ppf rounding
+        k -= 1
+    while k <= n and binom.sf(k - 1, n, q) > alpha:
+        k += 1
+    return k - 1 if k <= n else None
+
+
+@lru_cache(maxsize=4096)
+def order_stat_lower(n: int, q: float, alpha: float) -> int | None:
+    """0-based index j of the sorted sample that is a lower (1 - alpha) bound on the q-quantile,
+    or None when n is too small for any finite bound."""
+    from scipy.stats import binom
+
+    # largest j (1-based) with P(Bin(n, q) <= j - 1) <= alpha
+    j = int(binom.ppf(alpha, n, q))  # cdf(j) >= alpha at this j, so j itself is a candidate + 1 limit
+    while j >= 1 and binom.cdf(j - 1, n, q) > alpha:
+        j -= 1
+    while j + 1 <= n and binom.cdf(j, n, q) <= alpha:
+        j += 1
+    return j - 1 if j >= 1 else None
+
+
+def quantile_bounds(
+    samples: Sequence[float], q: float, alpha_low: float, alpha_high: float
+) -> tuple[float, float]:
+    """(lower, upper) distribution-free confidence bounds on the q-quantile; +-inf where none exists."""
+    xs = np.sort(np.asarray(samples, dtype=float))
+    n = len(xs)
+    lo_i = order_stat_lower(n, q, alpha_low) if n else None
+    hi_i = order_stat_upper(n, q, alpha_high) if n else None
+    lower = float(xs[lo_i]) if lo_i is not None else -math.inf
+    upper = float(xs[hi_i]) if hi_i is not None else math.inf
+    return lower, upper
+
+
+def mean_bounds(values: Sequence[float], alpha_low: float, alpha_high: float) -> tuple[float, float]:
+    """(lower, upper) Student-t bounds on the mean of per-batch values; +-inf with fewer than 2."""
+    from scipy.stats import t
+
+    xs = np.asarray(values, dtype=float)
+    if len(xs) < 2:
+        return -math.inf, math.inf
+    sem = float(np.std(xs, ddof=1)) / math.sqrt(len(xs))
+    mean = float(np.mean(xs))
+    df = len(xs) - 1
+    return mean - float(t.ppf(1.0 - alpha_low, df)) * sem, mean + float(t.ppf(1.0 - alpha_high, df)) * sem
+
+
+# ---------------------------------------------------------------- evidence
+
+
+@dataclass
+class Batch:
+    """One measurement batch as the gate needs it (built from a measure.Measurement)."""
+
+    samples_ms: list[float]
+    energy_mj: float | None = None
+    power_w: float | None = None
+    power_method: str | None = None
+    peak_mem_mb: float | None = None
+    deterministic: bool = False
+
+
+@dataclass
+class Evidence:
+    """Everything measured so far, pooled over batches."""
+
+    samples_ms: list[float] = field(default_factory=list)
+    energy_mj: list[float] = field(default_factory=list)
+    power_w: list[float] = field(default_factory=list)
+    power_methods: set[str] = field(default_factory=set)
+    peak_mem_mb: float | None = None
+    batches: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+    deterministic: bool = True
+
+    def add(self, batch: Batch) -> None:
+        if not batch.samples_ms:
+            raise ValueError("a measurement batch without samples")
+        self.samples_ms.extend(float(x) for x in batch.samples_ms)
+        if batch.energy_mj is not None:
+            self.energy_mj.append(float(batch.energy_mj))
+        if batch.power_w is not None:
+            self.power_w.append(float(batch.power_w))
+        if batch.power_method:
+            self.power_methods.add(batch.power_method)
+        if batch.peak_mem_mb is not None:
+            self.peak_mem_mb = max(self.peak_mem_mb or 0.0, float(batch.peak_mem_mb))
+        self.deterministic = self.deterministic and batch.deterministic
+        self.batches += 1
+        self.batch_sizes.append(len(batch.samples_ms))
+
+    def batch_estimates(self, metric_name: str) -> list[float]:
+        """The metric's point estimate in each batch on its own (for the consistency rule)."""
+        spec = METRICS[metric_name]
+        if spec.kind == "mean":
+            return list(self.energy_mj if metric_name == "energy_mj" else self.power_w)
+        if spec.kind != "percentile":
+            return []
+        out, start = [], 0
+        for size in self.batch_sizes:
+            out.append(float(np.quantile(self.samples_ms[start : start + size], spec.quantile)))
+            start += size
+        return out
+
+
+@dataclass
+class BudgetResult:
+    """The judgement of one budget at the latest look."""
+
+    budget: Budget
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    status: str  # pass | fail | straddle (while measuring) | inconclusive (final)
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        def num(x: float | None) -> float | None:
+            return None if x is None or not math.isfinite(x) else float(x)
+
+        return self.budget.to_dict() | {
+            "estimate": num(self.estimate),
+            "lower": num(self.lower),
+            "upper": num(self.upper),
+            "status": self.status,
+            "method": self.method,
+        }
+
+
+def is_statistical(metric_name: str) -> bool:
+    return METRICS[metric_name].kind in {"percentile", "mean"}
+
+
+def judge(
+    budgets: Sequence[Budget],
+    evidence: Evidence,
+    exact: Mapping[str, tuple[float, str]],
+    alpha_fail: float,
+    alpha_pass: float,
+) -> list[BudgetResult]:
+    """One look: judge every budget with bounds at the per-look levels."""
+    results = []
+    for b in budgets:
+        spec = METRICS[b.metric]
+        if spec.kind in {"exact", "observed"}:
+            value, how = exact.get(b.metric, (None, "not available"))
+            if value is None:
+                results.append(BudgetResult(b, None, None, None, STRADDLE, how))
+                continue
+            status = PASS if value <= b.limit else FAIL
+            results.append(BudgetResult(b, value, value, value, status, how))
+            continue
+        estimate, lower, upper, method = _bounds_for(spec.name, evidence, alpha_fail, alpha_pass)
+        if estimate is None:
+            results.append(BudgetResult(b, None, None, None, STRADDLE, method))
+            continue
+        status = FAIL if lower > b.limit else PASS if upper <= b.limit else STRADDLE
+        results.append(BudgetResult(b, estimate, lower, upper, status, method))
+    return results
+
+
+def _bounds_for(
+    name: str, ev: Evidence, alpha_fail: float, alpha_pass: float
+) -> tuple[float | None, float, float, str]:
+    spec = METRICS[name]
+    if spec.kind == "percentile":
+        if not ev.samples_ms:
+            return None, -math.inf, math.inf, "no samples"
+        estimate = float(np.quantile(ev.samples_ms, spec.quantile))
+        if ev.deterministic:
+            return estimate, estimate, estimate, f"deterministic backend, {len(ev.samples_ms)} runs"
+        lo, hi = quantile_bounds(ev.samples_ms, spec.quantile, alpha_fail, alpha_pass)
+        return (
+            estimate,
+            lo,
+            hi,
+            f"order-statistic bounds, {len(ev.samples_ms)} runs in {ev.batches} batch(es)",
+        )
+    values = ev.energy_mj if name == "energy_mj" else ev.power_w
+    if not values:
+        return None, -math.inf, math.inf, "not reported by the backend"
+    how = "/".join(sorted(ev.power_methods)) or "unknown method"
+    estimate = float(np.mean(values))
+    if ev.deterministic:
+        return estimate, estimate, estimate, f"deterministic backend, {how}"
+    lo, hi = mean_bounds(values, alpha_fail, alpha_pass)
+    return estimate, max(lo, 0.0), hi, f"Student-t over {len(values)} batch mean(s), {how}"
+
+
+# ---------------------------------------------------------------- the sequential loop
+
+
+@dataclass
+class GateOutcome:
+    verdict: str  # pass | fail | inconclusive
+    results: list[BudgetResult]
+    evidence: Evidence
+    settings: GateSettings
+    alpha_fail_per_look: float
+    alpha_pass_per_look: float
+    elapsed_s: float
+    reason: str
+
+    @property
+    def runs(self) -> int:
+        return len(self.evidence.samples_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "runs": self.runs,
+            "batches": self.evidence.batches,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "alpha_fail_per_look": self.alpha_fail_per_look,
+            "alpha_pass_per_look": self.alpha_pass_per_look,
+            "settings": self.settings.to_dict(),
+            "results": [r.to_dict() for r in self.results],
+        }
+
+
+def run_gate(
+    budgets: Sequence[Budget],
+    exact: Mapping[str, tuple[float, str]],
+    sample_batch: Callable[[int], Batch] | None,
+    settings: GateSettings = GateSettings(),
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    progress: Callable[[str], None] | None = None,
+) -> GateOutcome:
+    """Measure batch after batch until every budget is decided or the caps are reached.
+
+    `sample_batch(runs)` measures `runs` more inferences; it is not called when no budget needs
+    measurements. `exact` maps exact/observed metrics to (value, how it was obtained); observed
+    metrics measured by the batches (peak memory) override it once a batch reports them."""
+    for b in budgets:
+        if b.limit is None:
+            raise InputError(f"budget on {b.metric} has no limit (a relative budget needs --baseline)")
+    start = clock()
+    n_stat = sum(1 for b in budgets if is_statistical(b.metric)) or 1
+    a_fail = settings.fail_alpha / (settings.looks * n_stat)
+    a_pass = settings.pass_alpha / (settings.looks * n_stat)
+    evidence = Evidence()
+    exact_now = dict(exact)
+    need_runs = sample_batch is not None and any(METRICS[b.metric].kind != "exact" for b in budgets)
+    results = judge(budgets, evidence, exact_now, a_fail, a_pass)
+    min_fail = min(settings.min_fail_batches, settings.looks)
+
+    def outcome(verdict: str, reason: str) -> GateOutcome:
+        final = []
+        for r in results:
+            undecided = r.status == STRADDLE or (verdict != FAIL and r.status == FAIL)
+            final.append(
+                BudgetResult(r.budget, r.estimate, r.lower, r.upper, INCONCLUSIVE, r.method)
+                if undecided
+                else r
+            )
+        return GateOutcome(verdict, final, evidence, settings, a_fail, a_pass, clock() - start, reason)
+
+    if not need_runs:
+        if any(r.status == FAIL for r in results):
+            return outcome(FAIL, "an exact budget is broken")
+        if all(r.status == PASS for r in results):
+            return outcome(PASS, "all budgets met")
+        return outcome(INCONCLUSIVE, "a metric is not available without measuring")
+    while True:
+        runs = min(settings.batch_runs, settings.max_runs - evidence_runs(evidence))
+        batch = sample_batch(runs)
+        evidence.add(batch)
+        if evidence.peak_mem_mb is not None:
+            exact_now["peak_mem_mb"] = (evidence.peak_mem_mb, MEASURED_MEM)
+        results = judge(budgets, evidence, exact_now, a_fail, a_pass)
+        _require_available(results, evidence)
+        look = f"look {evidence.batches}/{settings.looks}, {evidence_runs(evidence)} runs"
+        if progress:
+            progress(f"{look}: " + ", ".join(f"{r.budget.metric} {r.status}" for r in results))
+        failing = [r for r in results if r.status == FAIL]
+        if any(_confirmed(r, evidence, min_fail) for r in failing):
+            names = ", ".join(sorted({r.budget.metric for r in failing}))
+            return outcome(FAIL, f"budget broken: {names} ({look})")
+        if not failing and all(r.status == PASS for r in results):
+            return outcome(PASS, f"all budgets met ({look})")
+        if evidence_runs(evidence) >= settings.max_runs:
+            return outcome(INCONCLUSIVE, f"a bound still straddles its budget at the run cap ({look})")
+        if clock() - start >= settings.max_seconds:
+            return outcome(INCONCLUSIVE, f"a bound still straddles its budget at the time cap ({look})")
+
+
+def _confirmed(result: BudgetResult, evidence: Evidence, min_fail: int) -> bool:
+    """Whether a fail stands. Exact and deterministic figures need nothing more. A statistical fail
+    (pooled lower bound above the limit) must also be consistent: each of the last `min_fail`
+    batches -- separate harness processes -- must on its own estimate exceed the limit, so one
+    process slowed by a transient neighbour cannot fail the gate. This only removes fails, so the
+    false-fail bound of the pooled test still holds."""
+    if evidence.deterministic or not is_statistical(result.budget.metric):
+        return True
+    if evidence.batches < min_fail:
+        return False
+    recent = evidence.batch_estimates(result.budget.metric)[-min_fail:]
+    return len(recent) == min_fail and all(v > result.budget.limit for v in recent)
+
+
+def _require_available(results: Sequence[BudgetResult], evidence: Evidence) -> None:
+    """A budget on a metric the backend does not report is an environment error, not a verdict."""
+    for r in results:
+        if r.estimate is None and r.method in {"not reported by the backend", "not available"}:
+            raise EnvironmentError_(
+                f"budget on {r.budget.metric} cannot be checked: {r.method}",
+                hint="drop that budget or use a target whose backend reports it",
+            )
+
+
+def evidence_runs(evidence: Evidence) -> int:
+    return len(evidence.samples_ms)

@@ -1,0 +1,391 @@
+"""One AutoGO mutation: replace segment S of a graph by S', resolve shapes by MILP, verify.
+
+    m = apply(graph, ["conv_3", "bn_4", "relu_5"], replacement, seed=0, align=16)
+    if isinstance(m, Mutant):
+        m.model, m.certificate, m.changes, m.inherited_param_share
+
+Steps: boundary of S (tensors from the predecessor P, tensors the successor C reads) -> analyse S'
+-> MILP (`resolve.resolve`) for S' channels/strides -> materialise S' (attributes, weights: nodes
+whose parameter shapes match an unused node of S of the same type inherit its weights, all others
+are Kaiming-normal from `seed`) -> `Graph.splice` -> verify (onnx full check, onnxruntime run on
+random input, same input/output names, shapes and dtypes). Anything that fails is a `Rejection`
+with its stage and reason; only caller bugs (unknown node names) raise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from autogo_deploy.errors import ResolveRejected
+from autogo_deploy.resolve import Plan, resolve
+from autogo_deploy.resolve_ops import Op, Segment, Unsupported, analyse
+from autogo_deploy.solver import Certificate
+
+MAX_BINDINGS = 6  # boundary-to-S' port bindings tried (in order first, then permutations)
+PARAM_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "InstanceNormalization"}
+
+
+@dataclass
+class Rejection:
+    reason: str
+    stage: str  # boundary | analyse | resolve | materialise | splice | verify
+    certificate: Certificate | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    code: str = ""  # category: arity, rank, spatial, channels, infeasible, timeout, unsupported, ...
+
+    def __post_init__(self):
+        self.code = self.code or self.stage
+
+    def to_dict(self) -> dict:
+        cert = self.certificate.to_dict() if self.certificate else None
+        return {
+            "reason": self.reason,
+            "stage": self.stage,
+            "code": self.code,
+            "certificate": cert,
+            "timings_ms": self.timings_ms,
+        }
+
+
+@dataclass
+class Mutant:
+    model: onnx.ModelProto
+    certificate: Certificate
+    inherited_param_share: float
+    changes: dict
+    timings_ms: dict[str, float]
+    io: dict  # the original's {"inputs"/"outputs": [(name, elem_type, shape)]}, checked by verify()
+
+    def verify(self, *, seed: int = 0) -> None:
+        """Raise ResolveRejected unless the model is valid ONNX, runs in onnxruntime on random
+        input and keeps the original's input/output names, shapes and dtypes."""
+        reason = verify_model(self.model, self.io, seed=seed)
+        if reason:
+            raise ResolveRejected(reason)
+
+    def graph(self):
+        from autogo_deploy.graph import load
+
+        return load(self.model, cleanup=False)
+
+
+def apply(
+    graph,
+    occurrence_nodes,
+    replacement_model: onnx.ModelProto,
+    *,
+    seed: int,
+    align: int = 1,
+    cost_weights: dict[str, float] | None = None,
+    time_limit_s: float = 1.0,
+) -> Mutant | Rejection:
+    """Replace the nodes `occurrence_nodes` of `graph` (an autogo_deploy.graph.Graph) by S'."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    names = list(dict.fromkeys(occurrence_nodes))
+    ins, outs = graph.boundary(names)  # InputError on unknown node names: a caller bug
+    members = [n for n in graph.nodes if n.name in set(names)]
+    if not ins or not outs:
+        return Rejection("occurrence has no activation input or no used output", "boundary")
+    if any(graph.dtype(t) != onnx.TensorProto.FLOAT for t in ins + outs):
+        return Rejection("boundary tensors are not float32", "boundary")
+    try:
+        seg = analyse(replacement_model)
+    except Unsupported as exc:
+        return Rejection(str(exc), "analyse", timings_ms=_lap(timings, "analyse", clock), code=exc.code)
+    weights = cost_weights or {}
+    reference_macs = sum(n.macs * float(weights.get(n.op_type, 1.0)) for n in members)
+    res = best = None
+    solve_ms = 0.0
+    for in_perm, out_perm in _bindings(len(ins), len(outs)):
+        b_ins, b_outs = [ins[i] for i in in_perm], [outs[j] for j in out_perm]
+        res = resolve(
+            seg,
+            [graph.shape(t) for t in b_ins],
+            [graph.shape(t) for t in b_outs],
+            reference_macs=reference_macs,
+            align=align,
+            cost_weights=weights,
+            time_limit_s=time_limit_s,
+            seed=seed,
+        )
+        solve_ms += res.certificate.solve_time_ms if res.certificate else 0.0
+        if res.ok:
+            best = (res, b_ins, b_outs)
+            break
+    _lap(timings, "resolve", clock)
+    timings["milp_solve"] = round(solve_ms, 3)
+    if best is None:
+        return Rejection(res.reason, "resolve", res.certificate, timings, code=res.code)
+    res, b_ins, b_outs = best
+    try:
+        new_seg, fresh, inherited = materialise(seg, res.plan, graph, members, seed)
+    except Unsupported as exc:
+        return Rejection(str(exc), "materialise", res.certificate, timings)
+    _lap(timings, "materialise", clock)
+    try:
+        model = graph.splice(names, new_seg, b_ins, b_outs)
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception as exc:  # splice/inference failure on a resolved plan is a rejection, recorded
+        return Rejection(f"splice failed: {_first_line(exc)}", "splice", res.certificate, timings)
+    _lap(timings, "splice", clock)
+    total = sum(math.prod(t.dims) for t in model.graph.initializer)
+    mutant = Mutant(
+        model=model,
+        certificate=res.certificate,
+        inherited_param_share=(total - fresh) / total if total else 1.0,
+        changes=_changes(seg, res.plan, members, b_ins, b_outs, graph, inherited, reference_macs, align),
+        timings_ms=timings,
+        io=io_signature(graph.model),
+    )
+    try:
+        mutant.verify(seed=seed)
+    except ResolveRejected as exc:
+        return Rejection(f"verify failed: {exc}", "verify", res.certificate, _lap(timings, "verify", clock))
+    _lap(timings, "verify", clock)
+    return mutant
+
+
+def _bindings(n_in: int, n_out: int):
+    combos = itertools.product(itertools.permutations(range(n_in)), itertools.permutations(range(n_out)))
+    return itertools.islice(combos, MAX_BINDINGS)
+
+
+def _lap(timings: dict, stage: str, clock: float) -> dict:
+    timings[stage] = round((time.perf_counter() - clock) * 1e3 - sum(timings.get(k, 0) for k in _STAGES), 3)
+    return timings
+
+
+_STAGES = ("analyse", "resolve", "materialise", "splice", "verify")
+
+
+# ---- materialisation ---------------------------------------------------------------------------
+def materialise(seg: Segment, plan: Plan, graph, members, seed: int):
+    """S' with the plan's attributes and fresh or inherited weights.
+
+    Returns (model, fresh_param_count, [(S' node, inherited-from S node)])."""
+    model = onnx.ModelProto()
+    model.CopyFrom(seg.model)
+    g = model.graph
+    shapes = plan.shapes
+    arrays = dict(seg.consts)
+    new_arrays: dict[str, np.ndarray] = {}
+    fresh = 0
+    inherited: list[tuple[str, str]] = []
+    donors = [n for n in members if n.op_type in PARAM_OPS]
+    used_donors: set[str] = set()
+    protos = {n.name: n for n in g.node}
+    for pos, op in enumerate(seg.ops):
+        node = protos[op.name]
+        rng = np.random.default_rng([seed, pos])
+        cin, cout = shapes[op.acts[0]][1], shapes[op.out][1]
+        params = _param_shapes(op, node, plan, cin, cout, arrays)
+        if op.kind == "window":
+            _set_attr(node, "strides", list(plan.options[op.name]))
+        if op.kind == "resize":  # always expressed with scales: (X, roi, scales)
+            while len(node.input) < 3:
+                node.input.append("")
+            del node.input[3:]
+        if op.op_type in ("Conv", "ConvTranspose"):
+            _set_attr(node, "group", int(plan.groups[op.name]))
+        donor = _find_donor(op, node, params, donors, used_donors, graph, plan)
+        for idx, shape in params.items():
+            name = f"{node.input[idx]}__{op.name}" if node.input[idx] else f"{op.name}__in{idx}"
+            if donor is not None:
+                value = graph.initializers[donor.inputs[idx]]
+            else:
+                value = _init_value(op, idx, shape, arrays.get(node.input[idx]), rng, plan)
+                fresh += int(np.prod(shape))
+            while len(node.input) <= idx:
+                node.input.append("")
+            node.input[idx] = name
+            new_arrays[name] = np.ascontiguousarray(value)
+        if donor is not None:
+            inherited.append((op.name, donor.name))
+    used = {t for n in g.node for t in n.input}
+    keep = [t for t in g.initializer if t.name in used and t.name not in new_arrays]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    g.initializer.extend(numpy_helper.from_array(a, n) for n, a in new_arrays.items())
+    for vi in list(g.input) + list(g.output):
+        if vi.name in shapes:
+            dims = vi.type.tensor_type.shape.dim
+            for d, v in zip(dims, shapes[vi.name], strict=True):
+                d.Clear()
+                d.dim_value = int(v)
+    del g.value_info[:]
+    return model, fresh, inherited
+
+
+def _set_attr(node: onnx.NodeProto, name: str, value) -> None:
+    for i, a in enumerate(node.attribute):
+        if a.name == name:
+            del node.attribute[i]
+            break
+    node.attribute.append(onnx.helper.make_attribute(name, value))
+
+
+def _param_shapes(op: Op, node, plan: Plan, cin: int, cout: int, arrays) -> dict[int, tuple[int, ...]]:
+    """Input index -> new shape, for every constant input that changes with the plan."""
+    t, out = op.op_type, plan.shapes[op.out]
+    if t in ("Conv", "ConvTranspose"):
+        g = plan.groups[op.name]
+        k = tuple(op.wshape[2:])
+        w = (cout, cin // g, *k) if t == "Conv" else (cin, cout // g, *k)
+        res = {1: w}
+        if len(node.input) > 2 and node.input[2]:
+            res[2] = (cout,)
+        return res
+    if t in ("Gemm", "MatMul"):
+        trans_b = op.attrs.get("transB", 0)
+        res = {1: (cout, cin) if trans_b else (cin, cout)}
+        if t == "Gemm" and len(node.input) > 2 and node.input[2]:
+            old = arrays[node.input[2]].shape
+            res[2] = tuple(cout if d != 1 else 1 for d in old) if old else ()
+        return res
+    if t in ("BatchNormalization", "InstanceNormalization"):
+        return {i: (cout,) for i in range(1, len(node.input)) if node.input[i]}
+    if op.kind == "flatten" and t == "Reshape":
+        return {1: (2,)}
+    if op.kind == "resize":
+        return {2: (len(out),)}
+    res = {}
+    for i, name in enumerate(node.input):  # broadcast constants: resize the channel axis
+        if i == 0 and op.kind != "nary" or name not in arrays or name in op.acts:
+            continue
+        old = arrays[name].shape
+        ax = 1 - (len(out) - len(old))
+        if old and 0 <= ax < len(old) and old[ax] != 1 and old[ax] != out[1]:
+            res[i] = tuple(out[1] if j == ax else d for j, d in enumerate(old))
+    return res
+
+
+def _init_value(op: Op, idx: int, shape, old, rng, plan: Plan) -> np.ndarray:
+    t = op.op_type
+    if t in ("Conv", "ConvTranspose", "Gemm", "MatMul") and idx == 1:
+        if t in ("Conv", "ConvTranspose"):
+            fan_in = shape[1] * math.prod(shape[2:])
+        else:
+            fan_in = shape[1] if op.attrs.get("transB", 0) else shape[0]
+        return (rng.standard_normal(shape) * math.sqrt(2.0 / max(fan_in, 1))).astype(np.float32)
+    if t in ("Conv", "ConvTranspose", "Gemm", "MatMul"):  # biases start at zero
+        return np.zeros(shape, np.float32)
+    if t in ("Conv", "ConvTranspose", "Gemm", "MatMul"):  # biases start at zero
+        return np.zeros(shape, np.float32)
+    if t in ("BatchNormalization", "InstanceNormalization"):
+        one = idx == 1 or (t == "BatchNormalization" and idx == 4)  # scale and variance 1, others 0
+        return np.full(shape, 1.0 if one else 0.0, np.float32)
+    if t == "Reshape":
+        return np.array(plan.shapes[op.out], np.int64)
+    if op.kind == "resize":
+        return np.array((1.0, 1.0, *plan.options[op.name]), np.float32)
+    if old is not None and old.shape and tuple(shape) == old.shape:
+        return old
+    if old is not None and old.shape and shape:  # broadcast constant: tile along its channel axis
+        ax = next(i for i, (a, b) in enumerate(zip(old.shape, shape, strict=True)) if a != b)
+        return np.take(old, np.arange(shape[ax]) % old.shape[ax], axis=ax).astype(old.dtype)
+    return np.zeros(shape, np.float32)
+
+
+def _find_donor(op: Op, node, params, donors, used: set, graph, plan: Plan):
+    """An unused node of S with the same op type and exactly these parameter shapes."""
+    if op.op_type not in PARAM_OPS or op.op_type == "Resize":
+        return None
+    for d in donors:
+        if d.name in used or d.op_type != op.op_type or len(d.inputs) < len(node.input):
+            continue
+        if op.op_type in ("Conv", "ConvTranspose") and d.group != plan.groups[op.name]:
+            continue
+        if all(
+            d.inputs[i] and graph.is_initializer(d.inputs[i]) and graph.shape(d.inputs[i]) == tuple(s)
+            for i, s in params.items()
+        ):
+            used.add(d.name)
+            return d
+    return None
+
+
+# ---- verification ------------------------------------------------------------------------------
+def io_signature(model: onnx.ModelProto) -> dict:
+    inits = {t.name for t in model.graph.initializer}
+
+    def sig(vis):
+        out = []
+        for vi in vis:
+            tt = vi.type.tensor_type
+            out.append((vi.name, tt.elem_type, tuple(d.dim_value for d in tt.shape.dim)))
+        return out
+
+    return {
+        "inputs": sig(vi for vi in model.graph.input if vi.name not in inits),
+        "outputs": sig(model.graph.output),
+    }
+
+
+def verify_model(model: onnx.ModelProto, io: dict, *, seed: int = 0) -> str | None:
+    """None when valid, else the first problem found (one line)."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        return f"onnx checker: {_first_line(exc)}"
+    got = io_signature(model)
+    if got != io:
+        return f"input/output signature changed: {got} != {io}"
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name, elem, shape in io["inputs"]:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(elem)
+        feeds[name] = rng.standard_normal(shape).astype(dtype)
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        results = sess.run(None, feeds)
+    except Exception as exc:
+        return f"onnxruntime: {_first_line(exc)}"
+    for (name, elem, shape), value in zip(io["outputs"], results, strict=True):
+        if tuple(value.shape) != shape or value.dtype != onnx.helper.tensor_dtype_to_np_dtype(elem):
+            return f"output {name}: got {value.dtype}{tuple(value.shape)}, expected {shape}"
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            return f"output {name} is not finite on random input"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def _changes(seg, plan, members, ins, outs, graph, inherited, reference_macs, align) -> dict:
+    nodes = {}
+    for op in seg.ops:
+        entry = {"op": op.op_type, "out_shape": list(plan.shapes[op.out])}
+        if op.kind == "window" or op.kind == "resize":
+            entry["option"] = list(plan.options[op.name])
+            entry["source_option"] = list(op.menu[op.orig])
+        if op.name in plan.groups and plan.groups[op.name] != 1:
+            entry["group"] = plan.groups[op.name]
+        nodes[op.name] = entry
+    return {
+        "removed": [n.name for n in members],
+        "inputs": {t: list(graph.shape(t)) for t in ins},
+        "outputs": {t: list(graph.shape(t)) for t in outs},
+        "nodes": nodes,
+        "macs_before": int(sum(n.macs for n in members)),
+        "macs_after": int(plan.macs),
+        "macs_target": float(reference_macs),
+        "macs_linearised": float(plan.macs_linearised),
+        "inherited_nodes": [list(p) for p in inherited],
+        "align": int(align),
+    }

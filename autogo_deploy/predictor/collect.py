@@ -1,0 +1,229 @@
+"""Measurements the tool collects on its own targets, stored in SQLite (resumable), for training.
+
+    autogo-deploy predictor collect --target ort-cpu --space nb201 -n 200
+
+The plan for (space, seed) is a fixed, seeded sequence of networks; a run measures the first n that
+the store does not hold yet for that target (or has not seen fail), so an interrupted collection
+resumes where it stopped and a larger n extends it. Each row keeps the measured statistics, how they
+were measured (method/env JSON), and the compact graph tensors (safetensors bytes), so training never
+has to rebuild a network. Failed measurements are recorded as failures, never replaced by a guess.
+
+Spaces: nb201 (random NB201 CIFAR-10 networks), fbnet (random FBNet networks), zoo (the zoo's
+reference networks and AutoGO mutants of them from the segment database, via proposers.GraphProposer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from autogo_deploy.errors import AutogoError, DatabaseError, InputError
+from autogo_deploy.predictor.features import GraphTensors
+
+SCHEMA_VERSION = 1
+SPACES = ("nb201", "fbnet", "zoo")
+ZOO_PARENTS = ("resnet18", "mobilenet_v2", "vgg16_bn", "resnet50")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS measurements(
+  id INTEGER PRIMARY KEY,
+  target TEXT NOT NULL, space TEXT NOT NULL, key TEXT NOT NULL, model_sha256 TEXT NOT NULL,
+  latency_ms REAL NOT NULL, mean_ms REAL, p90_ms REAL, ci95_rel REAL, runs INTEGER,
+  energy_mj REAL, power_method TEXT, macs INTEGER, nodes INTEGER,
+  tensors BLOB NOT NULL, method TEXT, env TEXT, created TEXT NOT NULL,
+  UNIQUE(target, space, key));
+CREATE TABLE IF NOT EXISTS failures(
+  target TEXT NOT NULL, space TEXT NOT NULL, key TEXT NOT NULL, reason TEXT NOT NULL, created TEXT NOT NULL,
+  UNIQUE(target, space, key));
+"""
+
+
+def default_path() -> Path:
+    from autogo_deploy.paths import cache_dir
+
+    return cache_dir() / "predictor" / "measurements.sqlite"
+
+
+def tensors_to_bytes(gt: GraphTensors) -> bytes:
+    from safetensors.numpy import save
+
+    return save({"x": gt.x, "edges": gt.edges, "depth": gt.depth, "repeat": gt.repeat})
+
+
+def tensors_from_bytes(blob: bytes) -> GraphTensors:
+    from safetensors.numpy import load
+
+    a = load(blob)
+    return GraphTensors(a["x"], a["edges"], a["depth"], a["repeat"], [[i] for i in range(len(a["x"]))])
+
+
+class MeasurementStore:
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(self.path))
+            self.db.executescript(_SCHEMA)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(f"{self.path} is not a measurement database: {exc}") from None
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+            self.db.commit()
+        elif row[0] != str(SCHEMA_VERSION):
+            raise DatabaseError(f"{self.path} has schema {row[0]}, expected {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def done_keys(self, target: str, space: str) -> set[str]:
+        q = "SELECT key FROM measurements WHERE target=? AND space=? UNION SELECT key FROM failures WHERE target=? AND space=?"
+        return {r[0] for r in self.db.execute(q, (target, space, target, space))}
+
+    def add(self, target: str, space: str, key: str, model_bytes: bytes, gt: GraphTensors, m, macs: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO measurements(target, space, key, model_sha256, latency_ms, mean_ms, p90_ms,"
+            " ci95_rel, runs, energy_mj, power_method, macs, nodes, tensors, method, env, created)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (target, space, key, hashlib.sha256(model_bytes).hexdigest(), m.p50_ms, m.mean_ms, m.p90_ms,
+             m.ci95_rel, m.runs, m.energy_mj, m.power_method, int(macs), int(gt.num_nodes),
+             tensors_to_bytes(gt), json.dumps(m.method, default=str), json.dumps(m.env, default=str), _now()),
+        )  # fmt: skip
+        self.db.commit()
+
+    def add_failure(self, target: str, space: str, key: str, reason: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)", (target, space, key, reason, _now()))
+        self.db.commit()
+
+    def rows(self, target: str | None = None, space: str | None = None) -> list[dict]:
+        """Stored measurements with their graph tensors (dicts usable by trainsets.build(own=...))."""
+        q = "SELECT id, target, space, key, latency_ms, energy_mj, power_method, macs, tensors, ci95_rel FROM measurements"
+        cond, args = [], []
+        if target:
+            cond.append("target=?")
+            args.append(target)
+        if space:
+            cond.append("space=?")
+            args.append(space)
+        if cond:
+            q += " WHERE " + " AND ".join(cond)
+        out = []
+        for r in self.db.execute(q + " ORDER BY id", args):
+            out.append({"id": r[0], "target": r[1], "space": r[2], "key": r[3], "latency_ms": r[4],
+                        "energy_mj": r[5], "power_method": r[6], "macs": r[7],
+                        "graph": tensors_from_bytes(r[8]), "ci95_rel": r[9]})  # fmt: skip
+        return out
+
+    def counts(self) -> dict[str, int]:
+        q = "SELECT target || ':' || space, COUNT(*) FROM measurements GROUP BY target, space"
+        return {k: v for k, v in self.db.execute(q)}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def plan(space: str, seed: int = 0) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """The seeded sequence of (key, build-the-ONNX-bytes) for a space."""
+    if space == "nb201":
+        from autogo_deploy.zoo.nb201 import NUM_ARCHS, arch_from_ordinal, nb201
+
+        for i in np.random.default_rng(seed).permutation(NUM_ARCHS).tolist():
+            arch = arch_from_ordinal(int(i))
+            yield arch, lambda a=arch: nb201(a).SerializeToString()
+    elif space == "fbnet":
+        from autogo_deploy.zoo.fbnet import NUM_BLOCKS, OPS, fbnet
+
+        rng = random.Random(seed)
+        while True:
+            ops = " ".join(rng.choice(OPS) for _ in range(NUM_BLOCKS))
+            yield ops, lambda o=ops: fbnet(o.split()).SerializeToString()
+    elif space == "zoo":
+        yield from _zoo_plan(seed)
+    else:
+        raise InputError(f"unknown space {space!r}", hint=f"valid: {', '.join(SPACES)}")
+
+
+def _zoo_plan(seed: int) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    from autogo_deploy import zoo
+
+    for name in ZOO_PARENTS:
+        yield name, lambda n=name: zoo.build(n, seed=0).SerializeToString()
+    from autogo_deploy.proposers import GraphProposer
+    from autogo_deploy.search import Candidate, candidate_id
+    from autogo_deploy.segments.db import default_db
+
+    db = default_db(progress=True)
+    proposer = GraphProposer(str(db.path), jobs=1)
+    rng = random.Random(seed)
+    try:
+        for _round in range(10_000):
+            name = ZOO_PARENTS[_round % len(ZOO_PARENTS)]
+            data = zoo.build(name, seed=0).SerializeToString()
+            parent = Candidate(candidate_id(data), data, None, 0)
+            for child in proposer(parent, rng, 2):
+                yield f"{name}:mutant:{child.cid[:16]}", lambda b=child.model_bytes: b
+    finally:
+        proposer.close()
+
+
+def collect(
+    target: str,
+    space: str,
+    n: int,
+    *,
+    seed: int = 0,
+    store: MeasurementStore | None = None,
+    measure_kw: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Measure up to n not-yet-stored networks of `space` on `target`; returns counts."""
+    from autogo_deploy.graph import load
+    from autogo_deploy.measure import measure
+    from autogo_deploy.predictor.features import from_graph
+    from autogo_deploy.target import load_target
+
+    if space not in SPACES:
+        raise InputError(f"unknown space {space!r}", hint=f"valid: {', '.join(SPACES)}")
+    tgt = load_target(target)
+    ok, reason = tgt.available()
+    if not ok:
+        from autogo_deploy.errors import BackendUnavailable
+
+        raise BackendUnavailable(f"target {tgt.name!r} is unavailable: {reason}")
+    store = store or MeasurementStore()
+    done = store.done_keys(tgt.name, space)
+    stats = {"measured": 0, "failed": 0, "skipped_existing": 0, "seconds": 0.0}
+    start = time.monotonic()
+    for key, build in plan(space, seed):
+        if stats["measured"] + stats["failed"] >= n:
+            break
+        if key in done:
+            stats["skipped_existing"] += 1
+            continue
+        try:
+            data = build()
+            g = load(data, cleanup=False)
+            gt = from_graph(g)
+            m = measure(data, tgt, **(measure_kw or {}))
+        except AutogoError as exc:
+            store.add_failure(tgt.name, space, key, exc.one_line())
+            stats["failed"] += 1
+            continue
+        store.add(tgt.name, space, key, data, gt, m, g.totals()["macs"])
+        stats["measured"] += 1
+        if progress:
+            progress(f"[{stats['measured'] + stats['failed']}/{n}] {space} {key[:60]}: {m.p50_ms:.3f} ms "
+                     f"(ci95 ±{100 * (m.ci95_rel or 0):.1f}%, {m.runs} runs)")  # fmt: skip
+    stats["seconds"] = round(time.monotonic() - start, 1)
+    stats["stored"] = store.counts()
+    return stats

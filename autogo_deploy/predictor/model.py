@@ -1,0 +1,84 @@
+"""The PSC graph neural network (torch-geometric): one shared directed encoder, three heads.
+
+Encoder: node features → MLP → `layers` rounds of directed message passing. Each round has two
+SAGE convolutions with their own weights: one aggregates from predecessors (data flow), one from
+successors (reverse flow), so the encoder knows which way tensors travel. P, S and C are disjoint
+subgraphs of the batch (see features.split_with_ports), so one pass encodes all three with shared
+weights; each part is pooled (mean and max) and the three poolings are concatenated in P, S, C order.
+
+Heads:
+- accuracy (target independent): MLP over [P | S | C] → standardised scores for CIFAR-10,
+  CIFAR-100 and ImageNet16-120 (train.py keeps the affine map back to percent).
+- latency / energy (target dependent): every real node gets K non-negative costs
+  c_v = exp(MLP(h_v)); a graph's basis is G = [1, Σ_v c_v] (K + 1 numbers, additive over nodes and
+  therefore over P, S and C). A target is an embedding z ≥ 0 of K + 1 numbers; latency_ms = G · z and
+  energy_mj = G · e. Training targets own a learned z; a new target's z is fitted from its measured
+  reference latencies (fewshot.py), a linear problem because the basis does not depend on z.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch_geometric.nn import SAGEConv
+from torch_geometric.utils import scatter
+
+from autogo_deploy.predictor.batching import Batch
+from autogo_deploy.predictor.features import NUM_FEATURES
+
+ACC_OUTPUTS = 3
+
+
+class PSCModel(nn.Module):
+    def __init__(self, *, hidden: int = 64, layers: int = 4, basis: int = 8, devices: list[str] | None = None):
+        super().__init__()
+        self.hidden, self.layers, self.basis = hidden, layers, basis
+        self.devices: list[str] = list(devices or [])
+        self.inp = nn.Sequential(nn.Linear(NUM_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        self.fwd = nn.ModuleList(SAGEConv(hidden, hidden, aggr="mean") for _ in range(layers))
+        self.bwd = nn.ModuleList(SAGEConv(hidden, hidden, aggr="mean", root_weight=False) for _ in range(layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+        self.acc_head = nn.Sequential(
+            nn.Linear(6 * hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, ACC_OUTPUTS),
+        )  # fmt: skip
+        self.cost_head = nn.Sequential(
+            nn.Linear(hidden + NUM_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, basis)
+        )
+        with torch.no_grad():
+            self.cost_head[-1].bias.fill_(-3.0)
+        # raw (pre-softplus) latency / energy embeddings of the targets seen in training
+        self.lat_raw = nn.Parameter(torch.full((max(len(self.devices), 1), basis + 1), -2.0))
+        self.energy_raw = nn.Parameter(torch.full((max(len(self.devices), 1), basis + 1), -2.0))
+
+    def config(self) -> dict:
+        return {"hidden": self.hidden, "layers": self.layers, "basis": self.basis, "devices": self.devices}
+
+    def encode(self, b: Batch) -> torch.Tensor:
+        h = self.inp(b.x)
+        rev = b.edge_index.flip(0)
+        for fwd, bwd, norm in zip(self.fwd, self.bwd, self.norms, strict=True):
+            h = h + F.relu(norm(fwd(h, b.edge_index) + bwd(h, rev)))
+        return h
+
+    def forward(self, b: Batch) -> dict[str, torch.Tensor]:
+        h = self.encode(b)
+        n_parts = 3 * b.num_graphs
+        w = b.pool_w[:, None]
+        total = scatter(w, b.part, dim=0, dim_size=n_parts, reduce="sum").clamp_min(1e-6)
+        mean = scatter(h * w, b.part, dim=0, dim_size=n_parts, reduce="sum") / total
+        mx = scatter(h, b.part, dim=0, dim_size=n_parts, reduce="max")
+        pooled = torch.cat([mean, mx], dim=1).reshape(b.num_graphs, 6 * self.hidden)
+        acc = self.acc_head(pooled)
+        log_cost = self.cost_head(torch.cat([h, b.x], dim=1)).clamp(-20.0, 10.0)
+        cost = torch.exp(log_cost) * b.cost_w[:, None]
+        basis = scatter(cost, b.graph, dim=0, dim_size=b.num_graphs, reduce="sum")
+        basis = torch.cat([torch.ones(b.num_graphs, 1, dtype=basis.dtype), basis], dim=1)
+        return {"acc": acc, "basis": basis}
+
+    def lat_embeddings(self) -> torch.Tensor:
+        return F.softplus(self.lat_raw)
+
+    def energy_embeddings(self) -> torch.Tensor:
+        return F.softplus(self.energy_raw)

@@ -1,0 +1,260 @@
+"""What the `predictor` commands do, as library functions (the CLI only parses and renders)."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from autogo_deploy.errors import InputError
+from autogo_deploy.predictor import checkpoint as ckpt
+from autogo_deploy.predictor.fewshot import TargetEmbedding, fit_embedding, log_normalised
+
+Log = Callable[[str], None] | None
+
+
+def train_checkpoint(
+    out: str | Path | None = None,
+    *,
+    cfg=None,
+    rows: str = "train",
+    fbnet_rows: int = 0,
+    own_db: str | Path | None = None,
+    own_targets: tuple[str, ...] = (),
+    exclude_devices: tuple[str, ...] = (),
+    holdout_fraction: float = 0.2,
+    log: Log = None,
+) -> ckpt.Checkpoint:
+    """Train and save a checkpoint. rows='train' keeps the held-out 20% NB201 split out of training.
+
+    Own measurements (collect.py) of `own_targets` enter training; a seeded `holdout_fraction` of them
+    stays out so `evaluate` can report honest held-out errors.
+    """
+    from autogo_deploy.predictor import datasets as ds
+    from autogo_deploy.predictor import trainsets
+    from autogo_deploy.predictor.train import TrainConfig, train
+
+    cfg = cfg or TrainConfig()
+    if rows not in ("train", "all"):
+        raise InputError(f"rows must be 'train' or 'all', got {rows!r}")
+    tr, _ = ds.nb201_split(cfg.seed)
+    own, own_held = _own_rows(own_db, own_targets, holdout_fraction, cfg.seed) if own_targets else ([], [])
+    start = time.monotonic()
+    ts = trainsets.build(
+        nb201_rows=tr if rows == "train" else None,
+        exclude_devices=exclude_devices,
+        fbnet_rows=fbnet_rows,
+        own=own,
+        seed=cfg.seed,
+        log=log,
+    )
+    if log:
+        log(f"training on {len(ts)} graphs, targets: {', '.join(ts.devices)}")
+    model, stats = train(ts, cfg, log=log)
+    energy_devices = [d for j, d in enumerate(ts.devices) if np.isfinite(ts.energy[:, j]).any()]
+    manifest = {
+        "acc_mu": stats["acc_mu"],
+        "acc_sd": stats["acc_sd"],
+        "acc_outputs": ["cifar10", "cifar100", "imagenet16_120"],
+        "energy_devices": energy_devices,
+        "train": {"config": cfg.to_dict(), "rows": rows, "split_seed": cfg.seed, "test_fraction": 0.2,
+                  "fbnet_rows": fbnet_rows, "own_targets": list(own_targets),
+                  "own_rows": len(own), "own_holdout_ids": [r["id"] for r in own_held],
+                  "exclude_devices": list(exclude_devices), "samples": len(ts),
+                  "seconds_total": round(time.monotonic() - start, 1),
+                  "seconds_training": stats["train_seconds"], "history": stats["history"]},
+        "data": "../shared/data: NB201 accuracy/latency train10k (NATS-Bench, HELP), FBNet latency (HELP)",
+    }  # fmt: skip
+    return ckpt.save(model, manifest, out or ckpt.cache_checkpoint_dir())
+
+
+def _own_rows(db, targets, holdout_fraction, seed):
+    from autogo_deploy.predictor.collect import MeasurementStore
+
+    store = MeasurementStore(db)
+    try:
+        rows = [r for t in targets for r in store.rows(target=t)]
+    finally:
+        store.close()
+    rng = np.random.default_rng(seed + 7)
+    held = rng.random(len(rows)) < holdout_fraction
+    return [r for r, h in zip(rows, held, strict=True) if not h], [r for r, h in zip(rows, held, strict=True) if h]
+
+
+def own_holdout(predictor, db=None) -> list[dict]:
+    """The own-target measurements the checkpoint held out of training."""
+    from autogo_deploy.predictor.collect import MeasurementStore
+
+    ids = set(predictor.checkpoint.manifest.get("train", {}).get("own_holdout_ids", []))
+    if not ids:
+        return []
+    store = MeasurementStore(db)
+    try:
+        return [r for r in store.rows() if r["id"] in ids]
+    finally:
+        store.close()
+
+
+def nb201_all_graphs(log: Log = None):
+    from autogo_deploy.predictor.datasets import all_nb201_archs
+    from autogo_deploy.predictor.trainsets import nb201_graphs
+
+    archs = all_nb201_archs()
+
+    def progress(i, n):
+        if log:
+            log(f"graph tensors {i}/{n} (cached after the first run)")
+
+    return archs, nb201_graphs(archs, progress=progress)
+
+
+def accuracy_space(predictor, space: str = "nb201", log: Log = None) -> tuple[list[str], np.ndarray]:
+    if space != "nb201":
+        raise InputError(f"space {space!r} is not supported here", hint="valid: nb201")
+    archs, graphs = nb201_all_graphs(log)
+    acc, _ = predictor.raw(graphs)
+    return archs, acc
+
+
+def read_measurements(path: str | Path) -> list[tuple[str, float]]:
+    """arch_str,latency_ms rows of a CSV (header required)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"measurements file {path} not found")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = set(reader.fieldnames or [])
+        if not {"arch_str", "latency_ms"} <= cols:
+            raise InputError(f"{path} needs columns arch_str,latency_ms (has {', '.join(sorted(cols)) or 'none'})")
+        out = []
+        for i, row in enumerate(reader, start=2):
+            try:
+                value = float(row["latency_ms"])
+            except (TypeError, ValueError):
+                raise InputError(f"{path}:{i}: latency_ms {row['latency_ms']!r} is not a number") from None
+            out.append((row["arch_str"].strip(), value))
+    if not out:
+        raise InputError(f"{path} has no rows")
+    return out
+
+
+def fit_nb201_embedding(predictor, measurements: list[tuple[str, float]], name: str) -> TargetEmbedding:
+    from autogo_deploy.predictor.arch_graphs import nb201_tensors
+    from autogo_deploy.predictor.datasets import reference_archs
+
+    archs = [a for a, _ in measurements]
+    y = np.array([v for _, v in measurements], np.float64)
+    graphs = [nb201_tensors(a) for a in archs]  # validates every arch string
+    basis = predictor.basis(graphs)
+    z, report = fit_embedding(basis, y, predictor.z_train())
+    refs = set(reference_archs("nb201"))
+    report["reference_archs_used"] = sum(a in refs for a in archs)
+    return TargetEmbedding(
+        name=name,
+        z_latency=z.tolist(),
+        method="fewshot",
+        checkpoint=predictor.id,
+        reference=dict(zip(archs, y.tolist(), strict=True)),
+        reference_log_norm=log_normalised(y).tolist(),
+        fit=report,
+    )
+
+
+def fewshot_space(predictor, measurements_csv, space: str = "nb201", log: Log = None):
+    if space != "nb201":
+        raise InputError(f"space {space!r} is not supported for few-shot", hint="valid: nb201")
+    emb = fit_nb201_embedding(predictor, read_measurements(measurements_csv), name=Path(measurements_csv).stem)
+    archs, graphs = nb201_all_graphs(log)
+    basis = predictor.basis(graphs)
+    return archs, basis @ np.asarray(emb.z_latency), emb
+
+
+def calibrate(predictor, target: str, *, measure_kw: dict | None = None, log: Log = None) -> TargetEmbedding:
+    """Measure the 10 reference archs on `target`, fit and store its embedding in the cache folder."""
+    from autogo_deploy.measure import measure
+    from autogo_deploy.predictor.arch_graphs import nb201_tensors
+    from autogo_deploy.predictor.datasets import reference_archs
+    from autogo_deploy.predictor.inference import embeddings_dir
+    from autogo_deploy.target import load_target
+    from autogo_deploy.zoo import nb201
+
+    tgt = load_target(target)
+    archs = list(reference_archs("nb201"))
+    lat, energy = [], []
+    for i, arch in enumerate(archs):
+        m = measure(nb201(arch).SerializeToString(), tgt, **(measure_kw or {}))
+        lat.append(m.p50_ms)
+        energy.append(m.energy_mj)
+        if log:
+            log(f"[{i + 1}/{len(archs)}] {arch}: {m.p50_ms:.3f} ms")
+    emb = fit_nb201_embedding(predictor, list(zip(archs, lat, strict=True)), tgt.name)
+    if all(e is not None and e > 0 for e in energy):
+        basis = predictor.basis([nb201_tensors(a) for a in archs])
+        ze, rep = fit_embedding(basis, np.array(energy), predictor.z_train())
+        emb.z_energy = ze.tolist()
+        emb.fit["energy"] = rep
+    emb.fit["reference_energy_mj"] = energy
+    emb.save(embeddings_dir(predictor.id) / f"{tgt.name}.json")
+    return emb
+
+
+def write_csv(path: str | Path, header: tuple[str, str], rows) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for a, v in rows:
+            w.writerow([a, f"{float(v):.6g}"])
+    return path
+
+
+def rank_metrics(pred, true) -> dict:
+    from scipy.stats import kendalltau, spearmanr
+
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    return {"spearman": float(spearmanr(pred, true)[0]), "kendall": float(kendalltau(pred, true)[0]), "n": int(len(true))}
+
+
+def latency_metrics(pred, true) -> dict:
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    out = rank_metrics(pred, true)
+    rel = np.abs(pred / true - 1.0)
+    out.update({"within_10pct": float(np.mean(rel <= 0.10)), "median_rel_error": float(np.median(rel))})
+    return out
+
+
+def evaluate(predictor, *, db=None, log: Log = None) -> dict:
+    """Held-out figures of a checkpoint: NB201 accuracy (20% split), trained HELP devices on the same
+    held-out archs, and own-target measurements held out of training."""
+    from autogo_deploy.predictor import datasets as ds
+    from autogo_deploy.predictor.trainsets import nb201_graphs
+
+    man = predictor.checkpoint.manifest.get("train", {})
+    seed = int(man.get("split_seed", 0))
+    _, te = ds.nb201_split(seed)
+    if man.get("rows") == "all" and log:
+        log("warning: this checkpoint was trained on all NB201 rows; the 'held-out' split was seen in training")
+    acc, lat = ds.nb201_accuracy(), ds.nb201_latency()
+    graphs = nb201_graphs([acc.archs[i] for i in te])
+    pred_acc, basis = predictor.raw(graphs)
+    report = {"checkpoint": predictor.id, "held_out_rows": int(len(te)),
+              "accuracy_cifar10": rank_metrics(pred_acc, acc.values[te, 0]), "latency": {}, "own": {}}  # fmt: skip
+    for j, d in enumerate(lat.columns):
+        if d in predictor.model.devices:
+            z = np.asarray(predictor.embedding(d).z_latency)
+            report["latency"][d] = latency_metrics(basis @ z, lat.values[te, j])
+    held = own_holdout(predictor, db)
+    by_target: dict[str, list[dict]] = {}
+    for r in held:
+        by_target.setdefault(r["target"], []).append(r)
+    for t, rows in by_target.items():
+        if t not in predictor.model.devices:
+            continue
+        z = np.asarray(predictor.embedding(t).z_latency)
+        pred = predictor.basis([r["graph"] for r in rows]) @ z
+        report["own"][t] = latency_metrics(pred, [r["latency_ms"] for r in rows])
+    return report

@@ -1,0 +1,217 @@
+"""Where mutants come from.
+
+- `GraphProposer`: AutoGO proper. Partition the parent into segments with the learned BPE merges
+  (PSC decomposition: each occurrence S splits the graph into P, S, C), query the segment database
+  for boundary-compatible replacements S', splice + resolve by MILP + verify (`mutate.apply`).
+  Work is spread over the machine's cores; every returned candidate is a verified valid model.
+- `NB201Proposer`: mutations restricted to those that keep an NB201 cell network (one cell edge's
+  operation is replaced by another NB201 operation, in every cell), so every result maps to an
+  arch string whose true accuracy is known from the benchmark tables.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from concurrent.futures import ProcessPoolExecutor
+
+from autogo_deploy.search import Candidate, candidate_id
+
+_WORKER: dict = {}
+
+
+def graph_stats(model_bytes: bytes) -> dict:
+    from autogo_deploy.graph import load
+
+    g = load(model_bytes, cleanup=False)
+    t = g.totals()
+    return {"macs": t["macs"], "params": t["params"], "peak_mem_mb": _peak_mem_mb(g)}
+
+
+def _peak_mem_mb(g) -> float:
+    """Largest live activation set along the canonical order (an estimate, labelled as such)."""
+    last_use: dict[str, int] = {}
+    for n in g.nodes:
+        for t in n.inputs:
+            last_use[t] = n.index
+    live: dict[str, int] = {}
+    peak = 0
+    sizes = {t: b for n in g.nodes for t, b in zip(n.outputs, _out_bytes(n), strict=False)}
+    for n in g.nodes:
+        for t in n.outputs:
+            live[t] = sizes.get(t, 0)
+        peak = max(peak, sum(live.values()))
+        for t in list(live):
+            if last_use.get(t, -1) <= n.index and t not in g.output_names:
+                live.pop(t)
+    return peak / 2**20
+
+
+def _out_bytes(n) -> list[int]:
+    from math import prod
+
+    return [4 * prod(s) for s in n.out_shapes]
+
+
+# ---- AutoGO proposer (segment DB + MILP) --------------------------------------------------------
+def _init_worker(db_path: str, align: int, cost_weights: dict | None) -> None:
+    from autogo_deploy.segments.db import SegmentDB
+
+    _WORKER["db"] = SegmentDB(db_path)
+    _WORKER["align"] = align
+    _WORKER["weights"] = cost_weights
+
+
+def _mutate_task(args: tuple) -> list[dict]:
+    parent_bytes, seed, tries, max_nodes = args
+    from autogo_deploy import mutate
+    from autogo_deploy.graph import load
+    from autogo_deploy.segments.segment import segment_model
+
+    db = _WORKER["db"]
+    rng = random.Random(seed)
+    g = load(parent_bytes, cleanup=False)
+    occurrences = [o for o in segment_model(g, db) if 1 <= len(o.node_names) <= max_nodes]
+    # prefer heavy segments: that is where the cost is
+    weight = {o: 1 + sum(g.node(n).macs for n in o.node_names) for o in occurrences}
+    out: list[dict] = []
+    rejections: dict[str, int] = {}
+    for k in range(tries):
+        if not occurrences:
+            break
+        occ = rng.choices(occurrences, weights=[weight[o] ** 0.5 for o in occurrences])[0]
+        cr = float(occ.signature.channel_ratio) or 1.0
+        replacements = db.replacements(occ, limit=24, channel_ratio_range=(cr / 4, cr * 4))
+        if not replacements:
+            rejections["no replacement"] = rejections.get("no replacement", 0) + 1
+            continue
+        rep = rng.choice(replacements)
+        m = mutate.apply(
+            g,
+            list(occ.node_names),
+            rep.model(seed=seed + k),
+            seed=seed * 1000 + k,
+            align=_WORKER["align"],
+            cost_weights=_WORKER["weights"],
+            time_limit_s=1.0,
+        )
+        if not isinstance(m, mutate.Mutant):
+            rejections[m.stage] = rejections.get(m.stage, 0) + 1
+            continue
+        data = m.model.SerializeToString()
+        change = {
+            "segment": occ.segment_id if occ.segment_id is not None else f"unseen:{occ.hash[:10]}",
+            "replacement": rep.id,
+            "nodes": list(occ.node_names)[:12],
+            "n_nodes": len(occ.node_names),
+            "certificate": m.certificate.to_dict(),
+            "inherited_param_share": m.inherited_param_share,
+            "detail": m.changes,
+        }
+        out.append({"model": data, "change": change, **graph_stats(data)})
+    return out + [{"rejections": rejections}]
+
+
+class GraphProposer:
+    def __init__(
+        self, db_path: str, *, align: int = 1, cost_weights=None, jobs: int | None = None, max_nodes: int = 30
+    ):
+        self.jobs = max(1, jobs or (os.cpu_count() or 1))
+        self.max_nodes = max_nodes
+        self.rejections: dict[str, int] = {}
+        self.accepted = 0
+        self._pool = None
+        if self.jobs > 1:
+            self._pool = ProcessPoolExecutor(
+                self.jobs, initializer=_init_worker, initargs=(db_path, align, cost_weights)
+            )
+        else:
+            _init_worker(db_path, align, cost_weights)
+
+    def close(self) -> None:
+        if self._pool:
+            self._pool.shutdown(cancel_futures=True)
+
+    def __call__(self, parent: Candidate, rng: random.Random, n: int) -> list[Candidate]:
+        per_task = max(1, -(-n // self.jobs))
+        tasks = [
+            (parent.model_bytes, rng.randrange(2**31), per_task, self.max_nodes) for _ in range(self.jobs)
+        ]
+        results = (
+            list(self._pool.map(_mutate_task, tasks)) if self._pool else [_mutate_task(t) for t in tasks]
+        )
+        out = []
+        for chunk in results:
+            for item in chunk:
+                if "rejections" in item:
+                    for k, v in item["rejections"].items():
+                        self.rejections[k] = self.rejections.get(k, 0) + v
+                    continue
+                self.accepted += 1
+                data = item["model"]
+                out.append(
+                    Candidate(
+                        cid=candidate_id(data),
+                        model_bytes=data,
+                        parent=parent.cid,
+                        generation=0,
+                        changes=parent.changes + [item["change"]],
+                        macs=item["macs"],
+                        params=item["params"],
+                        peak_mem_mb=item["peak_mem_mb"],
+                    )
+                )
+        return out
+
+
+# ---- NB201-restricted proposer --------------------------------------------------------------------
+class NB201Proposer:
+    def __init__(self, *, num_classes: int = 10, input_size: int = 32, seed: int = 0):
+        self.num_classes = num_classes
+        self.input_size = input_size
+        self.seed = seed
+        self.accepted = 0
+        self.rejections: dict[str, int] = {}
+
+    def build(self, arch: str, parent: str | None, changes: list[dict]) -> Candidate:
+        from autogo_deploy import zoo
+
+        model = zoo.nb201(arch, num_classes=self.num_classes, input_size=self.input_size, seed=self.seed)
+        data = model.SerializeToString()
+        return Candidate(
+            cid=candidate_id(data),
+            model_bytes=data,
+            parent=parent,
+            generation=0,
+            changes=changes,
+            arch=arch,
+            **graph_stats(data),
+        )
+
+    def __call__(self, parent: Candidate, rng: random.Random, n: int) -> list[Candidate]:
+        from autogo_deploy.zoo.nb201 import EDGES, OPS, arch_string, parse_arch
+
+        ops = list(parse_arch(parent.arch))
+        out, seen = [], set()
+        attempts = 0
+        while len(out) < n and attempts < 10 * n:
+            attempts += 1
+            edge = rng.randrange(len(EDGES))
+            new_op = rng.choice([o for o in OPS if o != ops[edge]])
+            child = list(ops)
+            child[edge] = new_op
+            arch = arch_string(child)
+            if arch in seen:
+                continue
+            seen.add(arch)
+            change = {
+                "segment": f"cell edge {EDGES[edge][0]}->{EDGES[edge][1]}: {ops[edge]} (all 15 cells)",
+                "replacement": new_op,
+                "arch": arch,
+            }
+            out.append(self.build(arch, parent.cid, parent.changes + [change]))
+            self.accepted += 1
+        return out
+
+    def close(self) -> None:
+        pass

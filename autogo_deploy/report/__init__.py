@@ -1,0 +1,1 @@
+"""Reports of a profile: JSON document (json_report), self-contained HTML (html), markdown (markdown)."""

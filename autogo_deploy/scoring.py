@@ -1,0 +1,53 @@
+"""Scores for search candidates from the hardware-conditioned PSC predictor (labelled predicted).
+
+The target's embedding comes from the predictor's trained devices or from a calibration (the 10
+HELP reference NB201 networks measured on the target); when neither exists the calibration is run
+once here and cached, so `optimize` works on a fresh machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from autogo_deploy.errors import AutogoError
+from autogo_deploy.search import Candidate
+
+
+def make_scorer(target, *, space: str | None = None, log: Callable[[str], None] | None = None):
+    """Return (scorer, info). scorer(candidates) → [{'acc', 'latency_ms', 'energy_mj', 'source'}]."""
+    from autogo_deploy.predictor import Predictor
+    from autogo_deploy.predictor.tasks import calibrate
+
+    predictor = Predictor.load_default()
+    try:
+        emb = predictor.embedding(target.name)
+        how = emb.method if hasattr(emb, "method") else "cached"
+    except AutogoError:
+        if log:
+            log(f"calibrating the predictor for {target.name} (10 reference networks, once)")
+        emb = calibrate(predictor, target.name, log=log)
+        how = "calibrated now"
+    info = {
+        "checkpoint": predictor.id,
+        "target_embedding": f"{target.name} ({how})",
+        "accuracy_source": "predicted: PSC GNN accuracy head trained on NAS-Bench-201 CIFAR-10 labels",
+        "latency_source": "predicted: PSC GNN latency head conditioned on the target embedding",
+    }
+
+    def scorer(cands: list[Candidate]) -> list[dict]:
+        preds = predictor.predict([c.model_bytes for c in cands], emb, ids=[c.cid for c in cands])
+        out = []
+        for c, p in zip(cands, preds, strict=True):
+            if p.id != c.cid:  # predictions must stay attached to their candidates
+                raise AssertionError("predictor returned predictions out of order")
+            out.append(
+                {
+                    "acc": p.acc,
+                    "latency_ms": p.latency_ms,
+                    "energy_mj": p.energy_mj,
+                    "source": "predicted",
+                }
+            )
+        return out
+
+    return scorer, info

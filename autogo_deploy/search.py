@@ -1,0 +1,312 @@
+"""Mutation search: propose → resolve → predict → verify → measure → Pareto front.
+
+The engine is independent of where mutants come from and how they are scored:
+- a *proposer* turns a parent model into valid mutants (segment DB + MILP, or NB201 cell edits);
+- a *scorer* predicts (accuracy, latency, energy) for a batch of models, order preserved;
+- a *measurer* measures one model on the target (subprocess harness).
+Measurements refine the ranking: predicted costs of unmeasured candidates are rescaled by the
+median measured/predicted ratio seen so far. Nothing is emitted unless measured and better.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autogo_deploy.constraints import Budgets
+
+COST_KEY = {"latency": "latency_ms", "energy": "energy_mj", "macs": "macs"}
+
+
+@dataclass
+class Candidate:
+    cid: str
+    model_bytes: bytes = field(repr=False)
+    parent: str | None
+    generation: int
+    changes: list[dict] = field(default_factory=list)
+    arch: str | None = None
+    macs: int = 0
+    params: int = 0
+    peak_mem_mb: float = 0.0
+    predicted: dict = field(default_factory=dict)
+    measured: dict | None = None
+    evaluator: float | None = None
+    acc_delta: float | None = None
+
+    def cost(self, key: str, scale: float = 1.0) -> float | None:
+        """Measured value when there is one, else the (rescaled) prediction."""
+        if key in ("macs", "params"):
+            return float(getattr(self, key))
+        if self.measured and self.measured.get(key) is not None:
+            return float(self.measured[key])
+        value = self.predicted.get(key)
+        return None if value is None else float(value) * scale
+
+    def metrics(self, scale: float = 1.0) -> dict:
+        return {
+            "latency_ms": self.cost("latency_ms", scale),
+            "energy_mj": self.cost("energy_mj", scale),
+            "power_w": (self.measured or {}).get("power_w"),
+            "params": self.params,
+            "macs": self.macs,
+            "peak_mem_mb": self.peak_mem_mb,
+            "acc_delta": self.acc_delta,
+        }
+
+    def to_json(self) -> dict:
+        doc = asdict(self)
+        doc.pop("model_bytes")
+        return doc
+
+
+def candidate_id(model_bytes: bytes) -> str:
+    return hashlib.sha256(model_bytes).hexdigest()[:12]
+
+
+@dataclass
+class SearchConfig:
+    objective: str = "latency"
+    generations: int = 4
+    population: int = 12  # mutants proposed per generation
+    measure_top: int = 2  # measured per generation (measure-in-the-loop)
+    front_size: int = 6
+    time_limit_s: float | None = None
+    seed: int = 0
+
+
+@dataclass
+class SearchResult:
+    baseline: Candidate
+    front: list[Candidate]
+    best: Candidate | None
+    history: list[dict]
+    evaluated: int
+    stopped: str
+    elapsed_s: float
+
+
+Proposer = Callable[[Candidate, random.Random, int], list[Candidate]]
+Scorer = Callable[[list[Candidate]], list[dict]]
+Measurer = Callable[[Candidate], dict]
+
+
+class Search:
+    def __init__(
+        self,
+        baseline: Candidate,
+        *,
+        proposer: Proposer,
+        scorer: Scorer,
+        measurer: Measurer,
+        budgets: Budgets,
+        config: SearchConfig,
+        evaluator: Callable[[Candidate], float] | None = None,
+        on_generation: Callable[[dict], None] | None = None,
+        checkpoint: Path | None = None,
+    ):
+        self.baseline = baseline
+        self.propose = proposer
+        self.score = scorer
+        self.measure = measurer
+        self.budgets = budgets
+        self.cfg = config
+        self.evaluator = evaluator
+        self.on_generation = on_generation
+        self.checkpoint = checkpoint
+        self.key = COST_KEY[config.objective]
+        self.pool: dict[str, Candidate] = {baseline.cid: baseline}
+        self.history: list[dict] = []
+        self.start_generation = 0
+
+    # ---- bookkeeping --------------------------------------------------------------------------
+    def scale(self) -> float:
+        """Median measured/predicted ratio for the objective (1.0 until something was measured)."""
+        if self.key == "macs":
+            return 1.0
+        ratios = [
+            c.measured[self.key] / c.predicted[self.key]
+            for c in self.pool.values()
+            if c.measured and c.measured.get(self.key) and c.predicted.get(self.key)
+        ]
+        if not ratios:
+            return 1.0
+        ratios.sort()
+        return ratios[len(ratios) // 2]
+
+    def feasible(self, c: Candidate) -> bool:
+        return not self.budgets.violations(c.metrics(self.scale()))
+
+    def front(self) -> list[Candidate]:
+        """Non-dominated candidates on (predicted accuracy ↑, objective cost ↓, params ↓)."""
+        s = self.scale()
+        pts = []
+        for c in self.pool.values():
+            cost = c.cost(self.key, s)
+            if cost is None or (c is not self.baseline and not self.feasible(c)):
+                continue
+            pts.append((c, (-(c.acc_delta or 0.0), cost, float(c.params))))
+        front = []
+        for c, p in pts:
+            dominated = any(
+                all(q[i] <= p[i] for i in range(3)) and any(q[i] < p[i] for i in range(3))
+                for d, q in pts
+                if d is not c
+            )
+            if not dominated:
+                front.append(c)
+        front.sort(key=lambda c: (c.cost(self.key, s), -(c.acc_delta or 0.0), c.cid))
+        return front[: self.cfg.front_size]
+
+    def _admit(self, cands: list[Candidate]) -> list[Candidate]:
+        fresh = [c for c in cands if c.cid not in self.pool]
+        if not fresh:
+            return []
+        preds = self.score(fresh)
+        base_acc = self.baseline.predicted.get("acc")
+        for c, p in zip(fresh, preds, strict=True):
+            c.predicted = p
+            if base_acc is not None and p.get("acc") is not None:
+                c.acc_delta = float(p["acc"]) - float(base_acc)
+            self.pool[c.cid] = c
+        return fresh
+
+    def _measure(self, c: Candidate) -> None:
+        if c.measured is None:
+            c.measured = self.measure(c)
+            if self.evaluator is not None:
+                c.evaluator = self.evaluator(c)
+
+    # ---- main loop ----------------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        t0 = time.perf_counter()
+        rng = random.Random(self.cfg.seed)
+        self._measure(self.baseline)
+        stopped = "generations"
+        evaluated = 0
+        try:
+            for gen in range(self.start_generation, self.cfg.generations):
+                rng.seed(f"{self.cfg.seed}/{gen}")
+                g0 = time.perf_counter()
+                parents = self.front() or [self.baseline]
+                proposals: list[Candidate] = []
+                per_parent = max(1, math.ceil(self.cfg.population / len(parents)))
+                for parent in parents:
+                    proposals += self.propose(parent, rng, per_parent)
+                for c in proposals:
+                    c.generation = gen + 1
+                fresh = self._admit(proposals)
+                evaluated += len(fresh)
+                s = self.scale()
+                ok = [c for c in fresh if self.feasible(c)]
+                ok.sort(key=lambda c: (c.cost(self.key, s) or math.inf, c.cid))
+                for c in ok[: self.cfg.measure_top]:
+                    self._measure(c)
+                self._record(gen + 1, len(proposals), len(fresh), len(ok), time.perf_counter() - g0, t0)
+                if self.cfg.time_limit_s and time.perf_counter() - t0 > self.cfg.time_limit_s:
+                    stopped = "time limit"
+                    break
+        except KeyboardInterrupt:
+            stopped = "interrupted (Ctrl-C): keeping the best so far"
+        front = self.front()
+        for c in front:  # the final front is always measured
+            try:
+                self._measure(c)
+            except KeyboardInterrupt:
+                stopped = "interrupted during final measurement"
+                break
+        front = [c for c in self.front() if c.measured]
+        best = self._best(front)
+        return SearchResult(
+            self.baseline, front, best, self.history, evaluated, stopped, time.perf_counter() - t0
+        )
+
+    def _best(self, front: list[Candidate]) -> Candidate | None:
+        """The measured candidate with the lowest objective, strictly better than the input."""
+        base = self.baseline.cost(self.key)
+        ok = [
+            c
+            for c in front
+            if c is not self.baseline
+            and c.measured
+            and not self.budgets.violations(c.metrics())
+            and base is not None
+            and c.cost(self.key) < base
+        ]
+        if self.key != "latency_ms":  # never emit a model measured slower than its input
+            ok = [c for c in ok if c.cost("latency_ms") <= self.baseline.cost("latency_ms")]
+        return min(ok, key=lambda c: (c.cost(self.key), c.cid), default=None)
+
+    def _record(self, gen: int, proposed: int, fresh: int, feasible: int, gen_s: float, t0: float) -> None:
+        front = self.front()
+        best = front[0] if front else self.baseline
+        entry = {
+            "generation": gen,
+            "proposed": proposed,
+            "new_valid": fresh,
+            "within_budgets": feasible,
+            "measured_total": sum(1 for c in self.pool.values() if c.measured),
+            "best_cid": best.cid,
+            "best_cost": best.cost(self.key, self.scale()),
+            "best_measured": bool(best.measured),
+            "candidates_per_s": fresh / gen_s if gen_s > 0 else 0.0,
+            "elapsed_s": time.perf_counter() - t0,
+        }
+        self.history.append(entry)
+        if self.checkpoint:
+            self.save_checkpoint(gen)
+        if self.on_generation:
+            self.on_generation(entry)
+
+    # ---- checkpoint / resume (JSON + ONNX files, no pickle) ------------------------------------
+    def save_checkpoint(self, generation: int) -> None:
+        folder = self.checkpoint
+        folder.mkdir(parents=True, exist_ok=True)
+        keep = {c.cid for c in self.front()} | {self.baseline.cid}
+        keep |= {c.cid for c in self.pool.values() if c.measured}
+        for cid in keep:
+            path = folder / f"{cid}.onnx"
+            if not path.exists():
+                path.write_bytes(self.pool[cid].model_bytes)
+        state = {
+            "version": 1,
+            "generation": generation,
+            "config": asdict(self.cfg),
+            "baseline": self.baseline.cid,
+            "history": self.history,
+            "candidates": [self.pool[cid].to_json() for cid in sorted(keep)],
+        }
+        tmp = folder / "state.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, folder / "state.json")
+
+    def load_checkpoint(self, folder: Path) -> None:
+        from autogo_deploy.errors import InputError
+
+        path = folder / "state.json"
+        if not path.is_file():
+            raise InputError(f"no checkpoint in {folder} (state.json missing)")
+        try:
+            state = json.loads(path.read_text())
+            if state.get("version") != 1:
+                raise ValueError("unknown checkpoint version")
+            for doc in state["candidates"]:
+                data = (folder / f"{doc['cid']}.onnx").read_bytes()
+                c = Candidate(model_bytes=data, **doc)
+                if c.cid == self.baseline.cid:
+                    self.baseline.measured = c.measured or self.baseline.measured
+                    continue
+                self.pool[c.cid] = c
+            self.history = list(state.get("history", []))
+            self.start_generation = int(state["generation"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"checkpoint {folder} is unreadable: {exc}") from None
+        if state["baseline"] != self.baseline.cid:
+            raise InputError(f"checkpoint {folder} belongs to another input model")

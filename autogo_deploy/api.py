@@ -114,6 +114,7 @@ def optimize(
     measure_top: int = 2,
     time_limit_s: float | None = None,
     seed: int = 0,
+    strategy: str = "pareto",
     space: str | None = None,
     arch: str | None = None,
     evaluator: str | None = None,
@@ -141,6 +142,8 @@ def optimize(
         from autogo_deploy.errors import BackendUnavailable
 
         raise BackendUnavailable(f"target {tgt.name!r} is unavailable: {reason}")
+    if strategy not in ("pareto", "random"):
+        raise InputError(f"unknown strategy {strategy!r}; valid: pareto, random")
     if space not in (None, "nb201"):
         raise InputError(f"unknown --space {space!r}; valid: nb201")
     data, source = resolve_model_source(model, arch=arch if space == "nb201" else None)
@@ -159,7 +162,11 @@ def optimize(
         status("opening the segment database (built on first use)")
         db = default_db(progress=True)
         proposer = GraphProposer(str(db.path), align=tgt.channel_multiple, jobs=jobs)
-    overrides = dict(measure_overrides or {})
+    # measure-in-the-loop uses a shorter time cap than `profile` (the ±1% goal still stops it earlier)
+    overrides = {"time_cap_s": min(10.0, float(tgt.protocol.get("time_cap_s", 10.0)))}
+    overrides.update(measure_overrides or {})
+    if overrides.get("max_runs") and "min_runs" not in overrides:
+        overrides["min_runs"] = min(int(tgt.protocol.get("min_runs", 1)), int(overrides["max_runs"]))
 
     def measurer(c: Candidate) -> dict:
         return measurement_summary(measure(c.model_bytes, tgt, seed=seed, **overrides))
@@ -175,6 +182,7 @@ def optimize(
         measure_top=measure_top,
         time_limit_s=time_limit_s,
         seed=seed,
+        strategy=strategy,
     )
     search = Search(
         baseline,

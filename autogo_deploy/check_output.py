@@ -44,6 +44,8 @@ def budget_text(row: dict[str, Any]) -> str:
 def mode_line(doc: dict[str, Any]) -> str:
     if doc["mode"] == "exact":
         return "deterministic (exact): counted figures only, nothing measured"
+    if doc["mode"] == "predictor":
+        return "deterministic (predictor): latency/energy PREDICTED by the PSC predictor, nothing measured"
     if doc["deterministic"]:
         return f"deterministic ({doc['mode']}): exact figures, no run-to-run noise"
     gate = doc["gate"]

@@ -7,8 +7,8 @@ Modes (recorded in every output as `mode` and `deterministic`):
 * "measured"  — the target's harness measures repeated batches; verdicts come from confidence bounds.
 * "simulator" — the target's backend is deterministic (npu-sim): one batch decides, bounds collapse.
 * "exact"     — only counted budgets (params, MACs, file size): nothing is measured.
-`--deterministic` demands a deterministic mode and refuses a noisy target (no predictor-only mode yet:
-autogo_deploy.predictor exposes no default predictor, see docs/ci-gate.md).
+* "predictor" — `--deterministic` on a measured target: nothing runs; the PSC predictor's latency and
+  energy for the target (autogo_deploy.predictor.Predictor.load_default()) are judged, labelled predicted.
 """
 
 from __future__ import annotations
@@ -139,7 +139,6 @@ def gate_settings(file_values: Mapping[str, Any], overrides: Mapping[str, Any]) 
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "max_runs" in values and "batch_runs" not in values:
         values["batch_runs"] = min(GateSettings().batch_runs, int(values["max_runs"]))
-    values.pop("seed", None)
     return GateSettings.from_mapping(values)
 
 
@@ -228,15 +227,14 @@ def run_check(
     gate_cfg = gate_settings(plan.gate, settings or {})
     simulated = tgt.backend in DETERMINISTIC_BACKENDS
     needs_runs = any(METRICS[b.metric].kind != "exact" for b in budgets)
-    if deterministic and not simulated and needs_runs:
-        raise InputError(
-            f"--deterministic needs a deterministic target; {tgt.name} (backend {tgt.backend}) is measured",
-            hint="use --target npu-sim, or budget only exact metrics (params, macs, file_size_mb); "
-            "predictor-only checks are not available yet",
-        )
+    predicted = deterministic and not simulated and needs_runs
     model_info, exact = model_facts(path, input_shapes)
     last: dict[str, Any] = {}
-    if sample_batch is None and needs_runs:
+    if sample_batch is None and predicted:
+        from autogo_deploy.check_predicted import predicted_sampler
+
+        sample_batch, last = predicted_sampler(path, tgt, budgets)
+    elif sample_batch is None and needs_runs:
         ok, why = tgt.available()
         if not ok:
             raise BackendUnavailable(f"target {tgt.name} is not available here: {why}")
@@ -245,6 +243,8 @@ def run_check(
     outcome = run_gate(budgets, exact, sample_batch, gate_cfg, progress=log)
     if not needs_runs:
         mode = "exact"  # only counted figures (params, MACs, file size): nothing was measured
+    elif predicted:
+        mode = "predictor"  # nothing was measured: the PSC predictor's figures, labelled predicted
     elif simulated or (outcome.evidence.batches and outcome.evidence.deterministic):
         mode = "simulator"  # the backend's samples are deterministic
     else:
@@ -273,17 +273,21 @@ def observed_metrics(outcome: GateOutcome, exact: Mapping[str, tuple[float, str]
     ev = outcome.evidence
     values: dict[str, float | None] = {}
     methods: dict[str, str] = {}
+    predicted = bool(ev.origin and ev.origin.startswith("predicted"))
+    quantiles = (("latency_p50_ms", 0.5),) if predicted else (
+        ("latency_p50_ms", 0.5), ("latency_p90_ms", 0.9), ("latency_p99_ms", 0.99)
+    )  # fmt: skip
     if ev.samples_ms:
-        for name, q in (("latency_p50_ms", 0.5), ("latency_p90_ms", 0.9), ("latency_p99_ms", 0.99)):
+        for name, q in quantiles:
             values[name] = float(np.quantile(ev.samples_ms, q))
-            methods[name] = f"{len(ev.samples_ms)} runs in {ev.batches} batch(es)" + (
+            methods[name] = ev.origin or f"{len(ev.samples_ms)} runs in {ev.batches} batch(es)" + (
                 ", deterministic" if ev.deterministic else ""
             )
     how = "/".join(sorted(ev.power_methods)) or "unknown method"
     for name, series in (("energy_mj", ev.energy_mj), ("power_w", ev.power_w)):
         if series:
             values[name] = float(np.mean(series))
-            methods[name] = f"mean of {len(series)} batch(es), {how}"
+            methods[name] = ev.origin or f"mean of {len(series)} batch(es), {how}"
     for name, (value, note) in exact.items():
         values[name], methods[name] = value, note
     if ev.peak_mem_mb is not None:

@@ -22,7 +22,7 @@ BUDGET_KEYS = {
     "peak_mem_mb": "activation memory estimate (MB)",
     "acc_drop": "allowed predicted accuracy loss (percentage points)",
 }
-OBJECTIVES = ("latency", "energy", "macs")
+OBJECTIVES = ("latency", "energy", "macs", "accuracy")
 
 
 @dataclass

@@ -154,6 +154,7 @@ class Batch:
     power_method: str | None = None
     peak_mem_mb: float | None = None
     deterministic: bool = False
+    origin: str | None = None  # where deterministic figures come from, e.g. "predicted by ..."
 
 
 @dataclass
@@ -168,6 +169,7 @@ class Evidence:
     batches: int = 0
     batch_sizes: list[int] = field(default_factory=list)
     deterministic: bool = True
+    origin: str | None = None
 
     def add(self, batch: Batch) -> None:
         if not batch.samples_ms:
@@ -184,6 +186,7 @@ class Evidence:
         self.deterministic = self.deterministic and batch.deterministic
         self.batches += 1
         self.batch_sizes.append(len(batch.samples_ms))
+        self.origin = batch.origin or self.origin
 
     def batch_estimates(self, metric_name: str) -> list[float]:
         """The metric's point estimate in each batch on its own (for the consistency rule)."""
@@ -264,7 +267,12 @@ def _bounds_for(
             return None, -math.inf, math.inf, "no samples"
         estimate = float(np.quantile(ev.samples_ms, spec.quantile))
         if ev.deterministic:
-            return estimate, estimate, estimate, f"deterministic backend, {len(ev.samples_ms)} runs"
+            return (
+                estimate,
+                estimate,
+                estimate,
+                ev.origin or f"deterministic backend, {len(ev.samples_ms)} runs",
+            )
         lo, hi = quantile_bounds(ev.samples_ms, spec.quantile, alpha_fail, alpha_pass)
         return (
             estimate,
@@ -278,7 +286,7 @@ def _bounds_for(
     how = "/".join(sorted(ev.power_methods)) or "unknown method"
     estimate = float(np.mean(values))
     if ev.deterministic:
-        return estimate, estimate, estimate, f"deterministic backend, {how}"
+        return estimate, estimate, estimate, ev.origin or f"deterministic backend, {how}"
     lo, hi = mean_bounds(values, alpha_fail, alpha_pass)
     return estimate, max(lo, 0.0), hi, f"Student-t over {len(values)} batch mean(s), {how}"
 

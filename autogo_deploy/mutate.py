@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from autogo_deploy.errors import ResolveRejected
+from autogo_deploy.errors import InputError, ResolveRejected
 from autogo_deploy.resolve import Plan, resolve
 from autogo_deploy.resolve_ops import Op, Segment, Unsupported, analyse
 from autogo_deploy.solver import Certificate
@@ -85,12 +85,23 @@ def apply(
     align: int = 1,
     cost_weights: dict[str, float] | None = None,
     time_limit_s: float = 1.0,
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
 ) -> Mutant | Rejection:
-    """Replace the nodes `occurrence_nodes` of `graph` (an autogo_deploy.graph.Graph) by S'."""
+    """Replace the nodes `occurrence_nodes` of `graph` (an autogo_deploy.graph.Graph) by S'.
+
+    inputs/outputs: the boundary tensors in S' port order (e.g. a segment Occurrence's `inputs`
+    and `outputs`); default `graph.boundary` order. That binding is tried first, then other
+    rank-compatible permutations (at most MAX_BINDINGS in all); the first resolvable one wins."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     names = list(dict.fromkeys(occurrence_nodes))
     ins, outs = graph.boundary(names)  # InputError on unknown node names: a caller bug
+    if inputs is not None or outputs is not None:
+        inputs, outputs = list(inputs or ins), list(outputs or outs)
+        if sorted(inputs) != sorted(ins) or sorted(outputs) != sorted(outs):
+            raise InputError(f"inputs/outputs must list the occurrence's boundary tensors {ins} -> {outs}")
+        ins, outs = inputs, outputs
     members = [n for n in graph.nodes if n.name in set(names)]
     if not ins or not outs:
         return Rejection("occurrence has no activation input or no used output", "boundary")
@@ -104,8 +115,7 @@ def apply(
     reference_macs = sum(n.macs * float(weights.get(n.op_type, 1.0)) for n in members)
     res = best = None
     solve_ms = 0.0
-    for in_perm, out_perm in _bindings(len(ins), len(outs)):
-        b_ins, b_outs = [ins[i] for i in in_perm], [outs[j] for j in out_perm]
+    for b_ins, b_outs in _bindings(seg, graph, ins, outs):
         res = resolve(
             seg,
             [graph.shape(t) for t in b_ins],
@@ -132,7 +142,7 @@ def apply(
     _lap(timings, "materialise", clock)
     try:
         model = graph.splice(names, new_seg, b_ins, b_outs)
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        model = onnx.shape_inference.infer_shapes(model.SerializeToString(), strict_mode=True)
     except Exception as exc:  # splice/inference failure on a resolved plan is a rejection, recorded
         return Rejection(f"splice failed: {_first_line(exc)}", "splice", res.certificate, timings)
     _lap(timings, "splice", clock)
@@ -153,9 +163,25 @@ def apply(
     return mutant
 
 
-def _bindings(n_in: int, n_out: int):
-    combos = itertools.product(itertools.permutations(range(n_in)), itertools.permutations(range(n_out)))
-    return itertools.islice(combos, MAX_BINDINGS)
+def _bindings(seg: Segment, graph, ins: list[str], outs: list[str]):
+    """The given binding, then other permutations whose ranks match S' ports."""
+    yield ins, outs
+    if len(ins) != len(seg.inputs) or len(outs) != len(seg.outputs):
+        return  # resolve() reports the arity mismatch
+    n = 1
+
+    def fits(tensors, ports):
+        return all(len(graph.shape(t)) == seg.rank(p) for t, p in zip(tensors, ports, strict=True))
+
+    for p_in in itertools.permutations(ins):
+        if not fits(p_in, seg.inputs):
+            continue
+        for p_out in itertools.permutations(outs):
+            if n >= MAX_BINDINGS:
+                return
+            if (list(p_in), list(p_out)) != (ins, outs) and fits(p_out, seg.outputs):
+                n += 1
+                yield list(p_in), list(p_out)
 
 
 def _lap(timings: dict, stage: str, clock: float) -> dict:
@@ -331,8 +357,9 @@ def io_signature(model: onnx.ModelProto) -> dict:
 
 def verify_model(model: onnx.ModelProto, io: dict, *, seed: int = 0) -> str | None:
     """None when valid, else the first problem found (one line)."""
+    data = model.SerializeToString()  # once: the checker and onnxruntime both take bytes
     try:
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(data, full_check=True)
     except Exception as exc:
         return f"onnx checker: {_first_line(exc)}"
     got = io_signature(model)
@@ -344,13 +371,14 @@ def verify_model(model: onnx.ModelProto, io: dict, *, seed: int = 0) -> str | No
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # run as written
     rng = np.random.default_rng(seed)
     feeds = {}
     for name, elem, shape in io["inputs"]:
         dtype = onnx.helper.tensor_dtype_to_np_dtype(elem)
         feeds[name] = rng.standard_normal(shape).astype(dtype)
     try:
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         results = sess.run(None, feeds)
     except Exception as exc:
         return f"onnxruntime: {_first_line(exc)}"

@@ -21,13 +21,14 @@ computed forward from the boundary's fixed input sizes through each op's option 
   except in a component the boundary ties to a non-multiple (then soft, penalised).
 
 Objective (minimise; each term dimensionless; AutoGO's intent made explicit):
-  W_COST   * |MACs_lin(S') - MACs(S)| / scale   stay close to the original segment's cost. MACs per op
-                                                (optionally x a per-op-type cost weight) linearised
-                                                by first-order Taylor expansion at the reference point
-  W_REDUCE * sum max(0, ref_c - C_c) / ref_c     penalise channels reduced below the reference
-  W_LATE   * sum (1 - pos/n) [stride > 1]        prefer late downsampling (pos = topological index)
-  W_KEEP   * sum [option != S' own option]       tie-break towards S' as it was
-  W_ALIGN  * sum residual_c / align              soft alignment where it cannot be hard
+  W_COST   = 1.0   |MACs_lin(S') - MACs(S)| / MACs(S)   stay close to the original segment's cost
+                   (each op's MACs x its `cost_weights` entry when given); MACs_lin: per op,
+                   sum_v hw(v) x[t, v] * tangent plane of the channel product at the reference
+                   channels, the binary x continuous products linearised exactly (McCormick)
+  W_REDUCE = 0.5   sum over free classes of max(0, ref_c - C_c) / ref_c: penalise channel reductions
+  W_LATE   = 0.05  sum over chosen strides > 1 of (1 - pos/n): prefer late downsampling
+  W_KEEP   = 0.1   number of options that differ from S' own: keep S' as it was unless needed
+  W_ALIGN  = 0.2   residual_c / align, only where alignment cannot be hard
 Reference channels are S' source channels times rho, the geometric mean of boundary-input channels
 over S' source input channels (a segment cut from a 64-wide net placed in a 256-wide spot scales x4).
 """
@@ -39,11 +40,21 @@ from dataclasses import dataclass
 
 import onnx
 
-from autogo_deploy.resolve_ops import Op, Segment, Unsupported, analyse, spatial_out
+from autogo_deploy.resolve_ops import (
+    Op,
+    Segment,
+    UnionFind,
+    Unsupported,
+    analyse,
+    broadcasts,
+    exact_macs,
+    reachable,
+    spatial_of,
+    spatial_out,
+)
 from autogo_deploy.solver import Certificate, Problem
 
-W_COST, W_REDUCE, W_LATE, W_KEEP, W_ALIGN = 1.0, 0.5, 0.02, 0.001, 0.2
-MAX_STATES = 256
+W_COST, W_REDUCE, W_LATE, W_KEEP, W_ALIGN = 1.0, 0.5, 0.05, 0.1, 0.2
 MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 
@@ -86,6 +97,12 @@ def resolve(
     except Unsupported as exc:
         return Resolution(False, str(exc), None, code=exc.code)
     cert = builder.problem.solve(time_limit_s, seed=seed)
+    if cert.status == "infeasible" and align > 1:  # name the cause: is it the alignment?
+        plain = resolve(seg, in_shapes, out_shapes, reference_macs=reference_macs, align=1,
+                        cost_weights=cost_weights, time_limit_s=time_limit_s, seed=seed)  # fmt: skip
+        if plain.ok:
+            why = f"MILP infeasible with channels aligned to {align} (feasible without alignment)"
+            return Resolution(False, why, cert, code="alignment")
     if cert.status != "optimal":
         why = {
             "infeasible": "MILP infeasible: no channels/strides satisfy the boundary and alignment",
@@ -103,27 +120,6 @@ def resolve(
                 code="internal",
             )
     return Resolution(True, "", cert, plan)
-
-
-class _UnionFind:
-    def __init__(self):
-        self.parent: dict[str, str] = {}
-
-    def find(self, a: str) -> str:
-        self.parent.setdefault(a, a)
-        while self.parent[a] != a:
-            self.parent[a] = self.parent[self.parent[a]]
-            a = self.parent[a]
-        return a
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
-def _sp(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(shape[2:])
 
 
 class _Builder:
@@ -148,50 +144,12 @@ class _Builder:
         self.fixed_in = dict(zip(seg.inputs, in_shapes, strict=True))
         self.fixed_out = dict(zip(seg.outputs, out_shapes, strict=True))
         self.problem = Problem()
-        self._reach()
+        self.R, self.ref_sp = reachable(seg, self.fixed_in, self.fixed_out)
         self._channels()
-
-    # ---- spatial reachability ------------------------------------------------------------------
-    def _bcast(self, op: Op, a: str) -> bool:
-        """Operand a of an n-ary op broadcasts spatially (size 1 in S' where the output is not)."""
-        src = self.seg.src
-        return all(d == 1 for d in _sp(src[a])) and not all(d == 1 for d in _sp(src[op.out]))
-
-    def _reach(self) -> None:
-        seg = self.seg
-        R: dict[str, list[tuple[int, ...]]] = {t: [_sp(s)] for t, s in self.fixed_in.items()}
-        ref: dict[str, tuple[int, ...]] = {t: _sp(s) for t, s in self.fixed_in.items()}
-        for op in seg.ops:
-            if op.kind in ("nary", "concat"):
-                full = [a for a in op.acts if not (op.kind == "nary" and self._bcast(op, a))] or op.acts[:1]
-                common = [v for v in R[full[0]] if all(v in R[a] for a in full[1:])]
-                for c in op.node.input:  # a constant with real spatial extent pins the size
-                    if c in seg.consts and seg.consts[c].ndim == len(seg.src[op.out]):
-                        if any(d != 1 for d in seg.consts[c].shape[2:]):
-                            common = [v for v in common if v == _sp(seg.src[op.out])]
-                out, guess = common, ref[full[0]]
-            else:
-                src_in = R[op.acts[0]]
-                seen = {spatial_out(seg, op, o, v) for v in src_in for o in op.menu}
-                out = sorted((v for v in seen if v is not None), key=lambda v: (-math.prod(v), v))
-                guess = spatial_out(seg, op, op.menu[op.orig], ref[op.acts[0]])
-            if not out:
-                raise Unsupported(f"{op.op_type} {op.name}: no valid output size for its inputs", "spatial")
-            if len(out) > MAX_STATES:
-                raise Unsupported(f"{op.name}: too many reachable sizes ({len(out)})")
-            R[op.out] = out
-            ref[op.out] = guess if guess in out else out[0]
-        for t, shape in self.fixed_out.items():
-            if _sp(shape) not in R[t]:
-                raise Unsupported(
-                    f"output {t}: size {_sp(shape)} unreachable with the stride menus (reachable {R[t][:6]})",
-                    "spatial",
-                )
-        self.R, self.ref_sp = R, ref
 
     # ---- channel classes -----------------------------------------------------------------------
     def _channels(self) -> None:
-        seg, uf = self.seg, _UnionFind()
+        seg, uf = self.seg, UnionFind()
         rel: list[tuple] = []  # ("sum", out, ins) | ("scale", a, b, f): C_a = f C_b | ("div", t, g)
         decision: list[str] = []  # tensors whose channels the MILP chooses freely
         fixed_one: list[str] = []
@@ -294,7 +252,7 @@ class _Builder:
         for t, sizes in self.R.items():
             P.eq({self.x[t, v]: 1 for v in sizes}, 1)
         for t, shape in self.fixed_out.items():
-            P.fix(self.x[t, _sp(shape)], 1)
+            P.fix(self.x[t, spatial_of(shape)], 1)
         self.b = {}
         for op in seg.ops:
             if len(op.menu) > 1:
@@ -313,8 +271,8 @@ class _Builder:
         P, x, R = self.problem, self.x, self.R
         if op.kind in ("nary", "concat"):
             for a in op.acts:
-                if op.kind == "nary" and self._bcast(op, a):
-                    ones = (1,) * len(_sp(self.seg.src[a]))
+                if op.kind == "nary" and broadcasts(self.seg.src, op, a):
+                    ones = (1,) * len(spatial_of(self.seg.src[a]))
                     if ones not in R[a]:
                         raise Unsupported(f"{op.name}: broadcast operand {a} cannot stay size 1", "spatial")
                     P.fix(x[a, ones], 1)
@@ -372,7 +330,7 @@ class _Builder:
         self.soft: list[int] = []
         if k <= 1:
             return
-        comp = _UnionFind()
+        comp = UnionFind()
         for rel in self.rel:
             members = [rel[1], *(rel[2] if rel[0] == "sum" else [rel[2]] if rel[0] != "div" else [])]
             for m in members[1:]:
@@ -380,8 +338,9 @@ class _Builder:
         bad = {comp.find(r) for r, v in self.fixed.items() if v % k}
         P = self.problem
         for r in sorted(self.decision):
-            m = P.var(f"m[{r}]", 1, max(1, self.cmax // k))
-            if comp.find(r) in bad:
+            soft = comp.find(r) in bad
+            m = P.var(f"m[{r}]", 0 if soft else 1, max(1, self.cmax // k))
+            if soft:
                 res = P.var(f"res[{r}]", 0, k - 1)
                 P.eq({self.C[r]: 1, m: -k, res: -1}, 0)
                 self.soft.append(res)
@@ -449,7 +408,7 @@ class _Builder:
         P, seg = self.problem, self.seg
         terms, const, ref_cost = self._cost_rows()
         self.cost_terms, self.cost_const = terms, const
-        scale = max(reference_macs, ref_cost, 1.0)
+        scale = reference_macs if reference_macs >= 1.0 else max(ref_cost, 1.0)  # relative to S
         # the deviation row is divided by `scale`: coefficients O(1), within HiGHS' tolerances
         dp, dm = P.continuous("dev+"), P.continuous("dev-")
         P.eq({**{i: cf / scale for i, cf in terms.items()}, dp: -1, dm: 1}, (reference_macs - const) / scale)
@@ -491,17 +450,6 @@ class _Builder:
                 g = shapes[g][1]
             if op.op_type in ("Conv", "ConvTranspose"):
                 groups[op.name] = g
-            macs += _exact_macs(op, shapes, g)
+            macs += exact_macs(op, shapes, g)
         lin = self.cost_const + sum(cf * val[i] for i, cf in self.cost_terms.items())
         return Plan(shapes, options, groups, macs, lin)
-
-
-def _exact_macs(op: Op, shapes: dict[str, tuple[int, ...]], group: int) -> int:
-    a, out = shapes[op.acts[0]], shapes[op.out]
-    if op.op_type == "Conv":
-        return out[0] * out[1] * math.prod(out[2:]) * (a[1] // group) * math.prod(op.wshape[2:])
-    if op.op_type == "ConvTranspose":
-        return a[0] * a[1] * math.prod(a[2:]) * (out[1] // group) * math.prod(op.wshape[2:])
-    if op.op_type in ("Gemm", "MatMul"):
-        return a[0] * a[1] * out[1]
-    return 0

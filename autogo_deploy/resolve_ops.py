@@ -25,6 +25,7 @@ UNARY = {
 NARY = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "Pow", "PRelu"}
 WINDOW = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool"}
 STRIDE_MENU = (1, 2)
+MAX_STATES = 256  # reachable spatial sizes per tensor
 
 
 class Unsupported(Exception):
@@ -263,3 +264,76 @@ def analyse(segment: onnx.ModelProto) -> Segment:
     except Exception as exc:  # shape inference failed on the replacement itself
         raise Unsupported(f"replacement fails shape inference: {str(exc).splitlines()[0][:200]}") from None
     return Segment(model)
+
+
+class UnionFind:
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, a: str) -> str:
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def spatial_of(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(shape[2:])
+
+
+def broadcasts(src: dict, op: Op, a: str) -> bool:
+    """Operand a of an n-ary op broadcasts spatially (size 1 in S' where the output is not)."""
+    return all(d == 1 for d in spatial_of(src[a])) and not all(d == 1 for d in spatial_of(src[op.out]))
+
+
+def reachable(seg: Segment, fixed_in: dict, fixed_out: dict):
+    """Spatial sizes each tensor can take from the boundary inputs through every op's menu, and a
+    reference size per tensor (S' own options where valid); Unsupported if an output is unreachable."""
+    R: dict[str, list[tuple[int, ...]]] = {t: [spatial_of(s)] for t, s in fixed_in.items()}
+    ref: dict[str, tuple[int, ...]] = {t: spatial_of(s) for t, s in fixed_in.items()}
+    for op in seg.ops:
+        if op.kind in ("nary", "concat"):
+            full = [a for a in op.acts if not (op.kind == "nary" and broadcasts(seg.src, op, a))] or op.acts[
+                :1
+            ]
+            common = [v for v in R[full[0]] if all(v in R[a] for a in full[1:])]
+            for c in op.node.input:  # a constant with real spatial extent pins the size
+                if c in seg.consts and seg.consts[c].ndim == len(seg.src[op.out]):
+                    if any(d != 1 for d in seg.consts[c].shape[2:]):
+                        common = [v for v in common if v == spatial_of(seg.src[op.out])]
+            out, guess = common, ref[full[0]]
+        else:
+            src_in = R[op.acts[0]]
+            seen = {spatial_out(seg, op, o, v) for v in src_in for o in op.menu}
+            out = sorted((v for v in seen if v is not None), key=lambda v: (-math.prod(v), v))
+            guess = spatial_out(seg, op, op.menu[op.orig], ref[op.acts[0]])
+        if not out:
+            raise Unsupported(f"{op.op_type} {op.name}: no valid output size for its inputs", "spatial")
+        if len(out) > MAX_STATES:
+            raise Unsupported(f"{op.name}: too many reachable sizes ({len(out)})")
+        R[op.out] = out
+        ref[op.out] = guess if guess in out else out[0]
+    for t, shape in fixed_out.items():
+        if spatial_of(shape) not in R[t]:
+            raise Unsupported(
+                f"output {t}: size {spatial_of(shape)} unreachable with the stride menus (reachable {R[t][:6]})",
+                "spatial",
+            )
+    return R, ref
+
+
+def exact_macs(op: Op, shapes: dict[str, tuple[int, ...]], group: int) -> int:
+    a, out = shapes[op.acts[0]], shapes[op.out]
+    if op.op_type == "Conv":
+        return out[0] * out[1] * math.prod(out[2:]) * (a[1] // group) * math.prod(op.wshape[2:])
+    if op.op_type == "ConvTranspose":
+        return a[0] * a[1] * math.prod(a[2:]) * (out[1] // group) * math.prod(op.wshape[2:])
+    if op.op_type in ("Gemm", "MatMul"):
+        return a[0] * a[1] * out[1]
+    return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from autogo_deploy.constraints import Budgets
 
-COST_KEY = {"latency": "latency_ms", "energy": "energy_mj", "macs": "macs"}
+COST_KEY = {"latency": "latency_ms", "energy": "energy_mj", "macs": "macs", "accuracy": "neg_acc"}
 
 
 @dataclass
@@ -45,6 +45,9 @@ class Candidate:
         """Measured value when there is one, else the (rescaled) prediction."""
         if key in ("macs", "params"):
             return float(getattr(self, key))
+        if key == "neg_acc":  # maximise predicted accuracy
+            acc = self.predicted.get("acc")
+            return None if acc is None else -float(acc)
         if self.measured and self.measured.get(key) is not None:
             return float(self.measured[key])
         value = self.predicted.get(key)
@@ -67,6 +70,10 @@ class Candidate:
         return doc
 
 
+def _or_inf(v: float | None) -> float:
+    return math.inf if v is None else v
+
+
 def candidate_id(model_bytes: bytes) -> str:
     return hashlib.sha256(model_bytes).hexdigest()[:12]
 
@@ -80,6 +87,7 @@ class SearchConfig:
     front_size: int = 6
     time_limit_s: float | None = None
     seed: int = 0
+    strategy: str = "pareto"  # or "random": same proposer and budget, random choice of what to measure
 
 
 @dataclass
@@ -91,6 +99,7 @@ class SearchResult:
     evaluated: int
     stopped: str
     elapsed_s: float
+    points: list[dict] = field(default_factory=list)  # every evaluated candidate, for the Pareto plot
 
 
 Proposer = Callable[[Candidate, random.Random, int], list[Candidate]]
@@ -129,7 +138,7 @@ class Search:
     # ---- bookkeeping --------------------------------------------------------------------------
     def scale(self) -> float:
         """Median measured/predicted ratio for the objective (1.0 until something was measured)."""
-        if self.key == "macs":
+        if self.key in ("macs", "neg_acc"):
             return 1.0
         ratios = [
             c.measured[self.key] / c.predicted[self.key]
@@ -196,6 +205,9 @@ class Search:
                 rng.seed(f"{self.cfg.seed}/{gen}")
                 g0 = time.perf_counter()
                 parents = self.front() or [self.baseline]
+                if self.cfg.strategy == "random":  # random search: parents drawn from everything valid
+                    pool = sorted(self.pool.values(), key=lambda c: c.cid)
+                    parents = rng.sample(pool, min(len(pool), len(parents)))
                 proposals: list[Candidate] = []
                 per_parent = max(1, math.ceil(self.cfg.population / len(parents)))
                 for parent in parents:
@@ -206,7 +218,10 @@ class Search:
                 evaluated += len(fresh)
                 s = self.scale()
                 ok = [c for c in fresh if self.feasible(c)]
-                ok.sort(key=lambda c: (c.cost(self.key, s) or math.inf, c.cid))
+                if self.cfg.strategy == "random":
+                    rng.shuffle(ok)
+                else:
+                    ok.sort(key=lambda c: (_or_inf(c.cost(self.key, s)), c.cid))
                 for c in ok[: self.cfg.measure_top]:
                     self._measure(c)
                 self._record(gen + 1, len(proposals), len(fresh), len(ok), time.perf_counter() - g0, t0)
@@ -224,23 +239,34 @@ class Search:
                 break
         front = [c for c in self.front() if c.measured]
         best = self._best(front)
+        scale = self.scale()
+        points = [
+            {"x": c.cost(self.key, scale), "y": c.acc_delta or 0.0, "measured": bool(c.measured), "id": c.cid}
+            for c in sorted(self.pool.values(), key=lambda c: c.cid)
+        ]
         return SearchResult(
-            self.baseline, front, best, self.history, evaluated, stopped, time.perf_counter() - t0
+            self.baseline, front, best, self.history, evaluated, stopped, time.perf_counter() - t0, points
         )
 
     def _best(self, front: list[Candidate]) -> Candidate | None:
-        """The measured candidate with the lowest objective, strictly better than the input."""
+        """The measured candidate with the best objective within budgets, better than the input.
+
+        When the input itself breaks a (measured) budget, any candidate within budgets improves on it;
+        otherwise the candidate's objective must beat the input's. Unless a latency budget says what
+        is allowed, nothing measured slower than the input is ever returned.
+        """
         base = self.baseline.cost(self.key)
+        base_ok = not self.budgets.violations(self.baseline.metrics())
         ok = [
             c
             for c in front
             if c is not self.baseline
             and c.measured
             and not self.budgets.violations(c.metrics())
-            and base is not None
-            and c.cost(self.key) < base
+            and c.cost(self.key) is not None
+            and (not base_ok or (base is not None and c.cost(self.key) < base))
         ]
-        if self.key != "latency_ms":  # never emit a model measured slower than its input
+        if self.budgets.limits.get("latency_ms") is None:
             ok = [c for c in ok if c.cost("latency_ms") <= self.baseline.cost("latency_ms")]
         return min(ok, key=lambda c: (c.cost(self.key), c.cid), default=None)
 

@@ -89,7 +89,9 @@ def time_to_ci(samples_ms: list[float], rel: float) -> dict:
     return {"runs": None, "timed_s": None}
 
 
-def agreement(model_name: str, blocks: int, block_runs: int, protocol_runs: int) -> dict:
+def agreement(
+    model_name: str, blocks: int, block_runs: int, protocol_runs: int, protocol_cap_s: float | None = None
+) -> dict:
     """Paired short blocks (bare, ours) alternating in order, so both see the same machine load."""
     from autogo_deploy.zoo import build
 
@@ -125,12 +127,15 @@ def agreement(model_name: str, blocks: int, block_runs: int, protocol_runs: int)
             f"ratio {pair['ratio']:.4f}",
             file=sys.stderr,
         )
+    if not pairs:
+        raise SystemExit("--blocks must be >= 1")
     ratios = [p["ratio"] for p in pairs]
     pooled_ratio = float(np.median(ours_all) / np.median(bare_all))
     # The protocol as shipped (stopping rule, ort-cpu defaults): how long until the median's CI is ±1%?
     protocol = []
     for i in range(protocol_runs):
-        summary, samples = ours(data, "ort-cpu")
+        summary, samples = ours(data, "ort-cpu", time_cap_s=protocol_cap_s)
+        summary["time_cap_s"] = protocol_cap_s or float(target.protocol["time_cap_s"])
         summary["loadavg_1min"] = os.getloadavg()[0]
         summary["post_hoc"] = {f"{pct}%": time_to_ci(samples, pct / 100) for pct in (1, 2, 5)}
         protocol.append(summary)
@@ -195,12 +200,20 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=24, help="paired (bare, ours) blocks")
     parser.add_argument("--block-runs", type=int, default=15, help="timed runs per block")
     parser.add_argument("--protocol-runs", type=int, default=2, help="full ±1%% protocol runs")
+    parser.add_argument(
+        "--protocol-time-cap-s",
+        type=float,
+        default=None,
+        help="time cap of the protocol runs (default: target's)",
+    )
     parser.add_argument("--skip-tvm", action="store_true")
     args = parser.parse_args()
     started = time.time()
     result = {
         "benchmark": "profiler_agreement",
-        "agreement": agreement(args.model, args.blocks, args.block_runs, args.protocol_runs),
+        "agreement": agreement(
+            args.model, args.blocks, args.block_runs, args.protocol_runs, args.protocol_time_cap_s
+        ),
     }
     result["tvm_vs_ort"] = (
         {"skipped": "--skip-tvm"} if args.skip_tvm else tvm_section(["resnet18", "resnet50"])
@@ -233,11 +246,18 @@ def main() -> int:
         f"contention-robust: median min-run ratio {a['median_min_ratio']:.4f}, "
         f"median CPU-time-per-inference ratio {a['median_cpu_ratio']}"
     )
-    print(f"{'protocol':>8} {'p50 ms':>8} {'runs':>5} {'stop':>10} {'CI':>7} {'time s':>7}")
+    print(
+        f"{'protocol':>8} {'p50 ms':>8} {'runs':>5} {'stop':>10} {'CI':>7} {'time s':>7} {'load':>5}"
+        "   first reached ±1% / ±2% / ±5% (runs, timed s)"
+    )
     for i, p in enumerate(a["protocol_runs"]):
         ci = f"±{100 * p['ci95_rel']:.2f}%" if p["ci95_rel"] is not None else "n/a"
+        post = " / ".join(
+            f"{v['runs']}, {v['timed_s']:.1f}" if v["runs"] else "not reached" for v in p["post_hoc"].values()
+        )
         print(
-            f"{i:>8} {p['p50_ms']:>8.2f} {p['runs']:>5} {p['stop_reason']:>10} {ci:>7} {p['time_to_stop_s']:>7.1f}"
+            f"{i:>8} {p['p50_ms']:>8.2f} {p['runs']:>5} {p['stop_reason']:>10} {ci:>7} {p['time_to_stop_s']:>7.1f} "
+            f"{p['loadavg_1min']:>5.1f}   {post}"
         )
     print(
         f"median time to ±1%: {a['median_time_to_1pct_s']} s "

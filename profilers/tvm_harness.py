@@ -96,15 +96,11 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
 
     from autogo_deploy.backends import tvm as tvm_backend
     from autogo_deploy.errors import AutogoError
-    from autogo_deploy.graph import load
-
     progress = ProgressEmitter()
     fold_bn = bool(opts.get("fold_bn", True))
     shapes = {k: tuple(v) for k, v in (args.input_shapes or {}).items()} or None
     try:
-        # BatchNorm folded into the Conv before it (onnxslim), as onnxruntime does internally; TVM's
-        # Relax pipeline has no such pass and would run BN as separate elementwise ops
-        model = load(args.model, input_shapes=shapes, cleanup=fold_bn, fold_bn=fold_bn).model
+        model = tvm_backend.prepare_model(args.model, opts, shapes)
         artifact = tvm_backend.compile_model(model, opts, progress=progress)
     except AutogoError as exc:
         raise HarnessError(exc.one_line()) from exc

@@ -101,6 +101,7 @@ latency_p50_ms = 20
 [gate]
 max_runs = 4000
 fail_alpha = 0.01
+min_fail_batches = 3
 
 [target.ort-cpu]
 latency_p50_ms = 8
@@ -127,7 +128,7 @@ def test_config_file_per_target_and_flags_precedence(tmp_path):
         ("params", "absolute"): 5e6,  # file top level > target TOML
         ("macs", "absolute"): 1e9,
     }
-    assert plan.gate == {"max_runs": 4000, "fail_alpha": 0.01}
+    assert plan.gate == {"max_runs": 4000, "fail_alpha": 0.01, "min_fail_batches": 3}
     sources = {b.metric: b.source for b in plan.budgets}
     assert sources["latency_p50_ms"] == "--budget"
     assert sources["latency_p99_ms"] == "target ort-cpu"
@@ -261,3 +262,17 @@ def test_baseline_shapes(tmp_path):
         load_baseline(path)
     with pytest.raises(InputError, match="not found"):
         load_baseline(tmp_path / "missing.json")
+
+
+def test_documented_example_config_parses(tmp_path):
+    """The autogo-budgets.toml example in docs/ci-gate.md is valid, [gate] included."""
+    from autogo_deploy.checking import gate_settings
+    from autogo_deploy.paths import repo_root
+
+    text = (repo_root() / "docs" / "ci-gate.md").read_text()
+    example = text.split("# autogo-budgets.toml", 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "autogo-budgets.toml").write_text(example)
+    plan = collect_budgets("ort-cpu", search_from=tmp_path)
+    assert limits(plan)[("latency_p90_ms", "relative")] == 5.0
+    settings = gate_settings(plan.gate, {})
+    assert settings.fail_alpha == 0.01 and settings.min_fail_batches == 2 and settings.looks == 10

@@ -330,16 +330,40 @@ def onnx_groups(model) -> list[Group]:
                 pattern = TUPLE if src.ops[0].name == "subtract" and src.bn else node.pattern
                 src.consumers.append((node.index, pattern))
     order, head = emission_order(nodes, producers, outputs, eager)
-    return _build_groups(nodes, partition(nodes, order), head, outputs, tensors)
+    return _build_groups(nodes, partition(nodes, order), head, producers, outputs, tensors)
 
 
-def _build_groups(nodes, roots, head, outputs, tensors) -> list[Group]:
-    """One Group per fused set, in the order TVM places the fused calls (at their first member)."""
+def _group_order(nodes, roots, head, producers) -> list[int]:
+    """Group roots in the order Relax FuseOps emits them (OperatorFusor.TopoSortByGroupDep): groups
+    by their first binding, each preceded (depth first) by the groups it reads from."""
+    deps: dict[int, list[int]] = {}
+    for i in sorted(range(len(nodes)), key=head.__getitem__):
+        for name in nodes[i].inputs:
+            if name in producers and roots[producers[name]] != roots[i]:
+                deps.setdefault(roots[i], []).append(roots[producers[name]])
+    order: list[int] = []
+    visited: set[int] = set()
+
+    def visit(group: int) -> None:
+        if group in visited:
+            return
+        visited.add(group)
+        for dep in deps.get(group, []):
+            visit(dep)
+        order.append(group)
+
+    for i in sorted(range(len(nodes)), key=head.__getitem__):
+        visit(roots[i])
+    return order
+
+
+def _build_groups(nodes, roots, head, producers, outputs, tensors) -> list[Group]:
+    """One Group per fused set, in the order TVM emits the fused calls."""
     members: dict[int, list[int]] = {}
     for i, r in enumerate(roots):
         members.setdefault(r, []).append(i)
     groups = []
-    for r in sorted(members, key=lambda k: min(head[i] for i in members[k])):
+    for r in _group_order(nodes, roots, head, producers):
         idx = sorted(members[r], key=head.__getitem__)
         ops: list[Op] = []
         ext_inputs: list[Tensor] = []

@@ -131,10 +131,7 @@ def groups_from_module(mod) -> list[Group]:
     call_tir = tvm_op("relax.call_tir")
     tensors: dict[Any, Tensor] = {}
     groups: list[Group] = []
-    main = mod["main"]
-    outputs = set()
-    body = main.body
-    for block in body.blocks:
+    for block in mod["main"].body.blocks:
         for binding in block.bindings:
             value = binding.value
             if not isinstance(value, relax.Call):
@@ -148,7 +145,6 @@ def groups_from_module(mod) -> list[Group]:
                 group = _fused_group(mod, value, tensors)
                 tensors[binding.var] = group.outputs[0]
                 groups.append(group)
-    del outputs
     return groups
 
 
@@ -168,10 +164,11 @@ def _fused_group(mod, call, tensors: dict) -> Group:
     call_tir = tvm_op("relax.call_tir")
     ops: list[Op] = []
     produced: set[int] = set()
-    last = None
     for block in func.body.blocks:
         for binding in block.bindings:
             value = binding.value
+            if value in local:  # an alias (gv = lv) of a tensor computed in the group
+                local[binding.var] = local[value]
             if not (isinstance(value, relax.Call) and value.op == call_tir):
                 continue
             op = _op_from_call(mod, value, binding.var, local)
@@ -179,9 +176,10 @@ def _fused_group(mod, call, tensors: dict) -> Group:
             produced.add(id(op.output))
             local[binding.var] = op.output
             ops.append(op)
-            last = op.output
-    name = call.op.name_hint
-    return Group(name, ops, ext_inputs, [last] if last is not None else [])
+    result = func.body.body
+    fields = result.fields if isinstance(result, relax.Tuple) else [result]
+    outputs = [local[v] for v in fields if v in local]
+    return Group(call.op.name_hint, ops, ext_inputs, outputs)
 
 
 def tvm_op(name: str):

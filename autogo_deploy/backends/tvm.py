@@ -120,6 +120,35 @@ def import_onnx(model, from_onnx=None, shape_dict: dict[str, list[int]] | None =
     """Relax module of an ONNX ModelProto; UnsupportedOpError naming the ops TVM cannot import."""
     from autogo_deploy.errors import UnsupportedOpError
 
+    import_onnx_check(model)
+    if from_onnx is None:
+        from tvm.relax.frontend.onnx import from_onnx
+    try:
+        return from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False)
+    except NotImplementedError as exc:
+        raise UnsupportedOpError(
+            f"TVM cannot import this model: {' '.join(str(exc).split())[:300]}"
+        ) from None
+
+
+def prepare_model(source, options: dict[str, Any], input_shapes: dict[str, tuple[int, ...]] | None = None):
+    """The ModelProto the TVM harness compiles: operators checked against TVM's ONNX frontend
+    first (so an unsupported one is named as TVM's limit), then loaded with static shapes and, if
+    `fold_bn` (default), cleaned with BatchNorm folded into the Conv before it (as onnxruntime does
+    internally; Relax has no such pass and would run BN as elementwise ops)."""
+    from autogo_deploy.graph import load
+    from autogo_deploy.onnx_ingest import read_model
+
+    model, _ = read_model(source)
+    import_onnx_check(model)
+    fold_bn = bool(options.get("fold_bn", True))
+    return load(model, input_shapes=input_shapes, cleanup=fold_bn, fold_bn=fold_bn).model
+
+
+def import_onnx_check(model) -> None:
+    """UnsupportedOpError naming the operators TVM's Relax ONNX frontend cannot import."""
+    from autogo_deploy.errors import UnsupportedOpError
+
     missing = unsupported_ops(model)
     if missing:
         nodes = {op: [n.name or "?" for n in model.graph.node if n.op_type == op][:3] for op in missing}
@@ -129,14 +158,6 @@ def import_onnx(model, from_onnx=None, shape_dict: dict[str, list[int]] | None =
             f"apache-tvm {tvm_versions()['apache-tvm']} [{detail}]",
             hint="use an ort-* or npu-sim target, or replace the operator",
         )
-    if from_onnx is None:
-        from tvm.relax.frontend.onnx import from_onnx
-    try:
-        return from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False)
-    except NotImplementedError as exc:
-        raise UnsupportedOpError(
-            f"TVM cannot import this model: {' '.join(str(exc).split())[:300]}"
-        ) from None
 
 
 def unsupported_ops(model) -> list[str]:
@@ -274,8 +295,8 @@ def compile_model(
 
 def _tune(mod, target, options: dict[str, Any], tuning_dir: Path, trials: int, emit):
     """Meta-schedule: tune the fused kernels (only the trials not yet in the JSON database), then
-    apply the best records. Builder/runner timeouts are generous: each worker process imports TVM,
-    which takes tens of seconds on a busy 2-core machine."""
+    apply the best records. Builder/runner timeouts are generous: each builder worker imports TVM's
+    tensor intrinsics, which took over a minute on a busy 2-core machine."""
     import tvm
     from tvm import relax
     from tvm.s_tir import meta_schedule as ms
@@ -286,7 +307,7 @@ def _tune(mod, target, options: dict[str, Any], tuning_dir: Path, trials: int, e
         mod = tvm.transform.Sequential([relax.transform.CanonicalizeBindings(), relax.pipeline.zero_pipeline()])(mod)
     if todo:
         emit({"phase": "tune", "detail": f"meta-schedule: {todo} new trials ({done} in the database)"})
-        timeout = float(options.get("tune_timeout_s", 180.0))
+        timeout = float(options.get("tune_timeout_s", 600.0))
         ms.relax_integration.tune_relax(
             mod,
             params={},

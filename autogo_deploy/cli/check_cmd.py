@@ -47,7 +47,11 @@ def check(
         Path | None, typer.Option("--summary", help="append a markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
     ] = None,
     deterministic: Annotated[
-        bool, typer.Option("--deterministic", help="demand a deterministic verdict (simulator target)")
+        bool,
+        typer.Option(
+            "--deterministic",
+            help="no run-to-run noise: on a measured target judge the PSC predictor's figures (labelled predicted)",
+        ),
     ] = False,
     max_runs: Annotated[int | None, typer.Option("--max-runs", help="cap on measured runs")] = None,
     max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="cap on measuring time")] = None,

@@ -20,7 +20,8 @@ def optimize(
             "--budget", "-b", help="KEY=VALUE: latency_ms energy_mj power_w params macs peak_mem_mb acc_drop"
         ),
     ] = None,
-    objective: Annotated[str, typer.Option(help="latency | energy | macs")] = "latency",
+    objective: Annotated[str, typer.Option(help="latency | energy | macs | accuracy")] = "latency",
+    strategy: Annotated[str, typer.Option(help="pareto (AutoGO) | random (baseline search)")] = "pareto",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the best model here")] = None,
     front: Annotated[Path | None, typer.Option("--front", help="write every front member into DIR")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="HTML report")] = None,
@@ -85,6 +86,7 @@ def optimize(
             measure_top=measure_top,
             time_limit_s=time_limit,
             seed=seed,
+            strategy=strategy,
             space=space,
             arch=arch,
             evaluator=evaluator,

@@ -32,7 +32,9 @@ def _predictor(path: Path | None):
 
 @predictor_app.command("train")
 def train_cmd(
-    out_dir: Annotated[Path | None, typer.Option("--out", help="checkpoint folder (default: cache folder)")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="checkpoint folder (default: cache folder)")
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 30,
     hidden: Annotated[int, typer.Option(min=4, help="hidden width")] = 64,
     layers: Annotated[int, typer.Option(min=1, help="message-passing rounds")] = 4,
@@ -40,7 +42,9 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="seed (split, init, batches)")] = 0,
     rows: Annotated[str, typer.Option(help="NB201 rows: 'train' (80% split) or 'all'")] = "train",
     fbnet: Annotated[int, typer.Option(min=0, help="FBNet latency rows to add")] = 0,
-    own: Annotated[list[str] | None, typer.Option("--own", help="target whose collected measurements to add")] = None,
+    own: Annotated[
+        list[str] | None, typer.Option("--own", help="target whose collected measurements to add")
+    ] = None,
     db: Annotated[Path | None, typer.Option(help="measurement database (default: cache folder)")] = None,
     time_budget_s: Annotated[float | None, typer.Option(help="stop after the epoch that passes this")] = None,
     json_out: JsonOpt = False,
@@ -49,7 +53,9 @@ def train_cmd(
     from autogo_deploy.predictor.tasks import train_checkpoint
     from autogo_deploy.predictor.train import TrainConfig
 
-    cfg = TrainConfig(epochs=epochs, hidden=hidden, layers=layers, basis=basis, seed=seed, time_budget_s=time_budget_s)
+    cfg = TrainConfig(
+        epochs=epochs, hidden=hidden, layers=layers, basis=basis, seed=seed, time_budget_s=time_budget_s
+    )
     ck = train_checkpoint(out_dir, cfg=cfg, rows=rows, fbnet_rows=fbnet, own_db=db, own_targets=tuple(own or ()),
                           log=_log)  # fmt: skip
     doc = {"checkpoint": str(ck.path), "id": ck.id, "targets": ck.manifest["model"]["devices"],
@@ -94,6 +100,9 @@ def collect_cmd(
     min_runs: Annotated[int, typer.Option(min=1)] = 30,
     max_runs: Annotated[int, typer.Option(min=1)] = 300,
     time_cap_s: Annotated[float, typer.Option(help="timed phase cap per network")] = 5.0,
+    max_ci95_rel: Annotated[
+        float, typer.Option(help="re-measure (then refuse) results noisier than this")
+    ] = 0.05,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure networks of a space on a target into SQLite (resumable: stored ones are skipped)."""
@@ -102,14 +111,15 @@ def collect_cmd(
     store = MeasurementStore(db)
     try:
         kw = {"min_runs": min_runs, "max_runs": max(max_runs, min_runs), "time_cap_s": time_cap_s}
-        stats = collect(target, space, n, seed=seed, store=store, measure_kw=kw, progress=_log)
+        stats = collect(target, space, n, seed=seed, store=store, measure_kw=kw, max_ci95_rel=max_ci95_rel,
+                        progress=_log)  # fmt: skip
     finally:
         store.close()
     stats["db"] = str(store.path)
     if json_out:
         print_json(stats)
     else:
-        out.print(f"measured {stats['measured']}, failed {stats['failed']}, already stored "
+        out.print(f"measured {stats['measured']}, failed {stats['failed']}, too noisy {stats['noisy']}, already stored "
                   f"{stats['skipped_existing']} ({stats['seconds']:.0f} s) → {store.path}")  # fmt: skip
 
 
@@ -134,15 +144,18 @@ def calibrate_cmd(
 
 @predictor_app.command("fewshot")
 def fewshot_cmd(
-    measurements: Annotated[Path, typer.Option(help="CSV with arch_str,latency_ms (HELP's 10 reference archs)")],
+    measurements: Annotated[
+        Path, typer.Option(help="CSV with arch_str,latency_ms (HELP's 10 reference archs)")
+    ],
     output: Annotated[Path, typer.Option("--out", help="CSV to write: arch_str,predicted_latency_ms")],
     space: Annotated[str, typer.Option(help="search space")] = "nb201",
     checkpoint: CheckpointOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Predict the latency of every arch of a space on a device known only by its reference latencies."""
-    from autogo_deploy.predictor.tasks import fewshot_space, write_csv
+    from autogo_deploy.predictor.tasks import check_space, fewshot_space, write_csv
 
+    check_space(space)
     archs, pred, emb = fewshot_space(_predictor(checkpoint), measurements, space, log=_log)
     write_csv(output, ("arch_str", "predicted_latency_ms"), zip(archs, pred, strict=True))
     doc = {"out": str(output), "rows": len(archs), "embedding": emb.to_dict(), "source": "predicted"}
@@ -160,8 +173,9 @@ def accuracy_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Predicted CIFAR-10 accuracy of every arch of a space."""
-    from autogo_deploy.predictor.tasks import accuracy_space, write_csv
+    from autogo_deploy.predictor.tasks import accuracy_space, check_space, write_csv
 
+    check_space(space)
     archs, acc = accuracy_space(_predictor(checkpoint), space, log=_log)
     write_csv(output, ("arch_str", "predicted_cifar10_acc"), zip(archs, acc, strict=True))
     if json_out:

@@ -55,12 +55,16 @@ class _SpecBuilder:
         ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
         out = (n, cout, ho, wo)
         macs = n * cout * ho * wo * cin * k * k
-        return self._add("Conv", [x], out, kernel=(k, k), stride=(stride, stride), macs=macs, params=cout * cin * k * k)
+        return self._add(
+            "Conv", [x], out, kernel=(k, k), stride=(stride, stride), macs=macs, params=cout * cin * k * k
+        )
 
     def conv_pad0(self, x, cout):
         n, cin, h, w = self.shapes[x]
         out = (n, cout, h, w)
-        return self._add("Conv", [x], out, kernel=(1, 1), stride=(1, 1), macs=n * cout * h * w * cin, params=cout * cin)
+        return self._add(
+            "Conv", [x], out, kernel=(1, 1), stride=(1, 1), macs=n * cout * h * w * cin, params=cout * cin
+        )
 
     def bn(self, x):
         return self._add("BatchNormalization", [x], self.shapes[x], params=4 * self.shapes[x][1])
@@ -75,7 +79,9 @@ class _SpecBuilder:
         return self._add("AveragePool", [x], out, kernel=(k, k), stride=(stride, stride), cse_key=key)
 
     def zero(self, x):
-        return self._add("Mul", [x], self.shapes[x], params=1, cse_key=("Mul0", x))
+        i = self._add("Mul", [x], self.shapes[x], params=1, cse_key=("Mul0", x))
+        self.specs[i].zero = True
+        return i
 
     def add(self, a, b):
         return self._add("Add", [a, b], self.shapes[a], cse_key=("Add", a, b))
@@ -133,8 +139,15 @@ def _keeps_alive(ops, src, dst) -> bool:
     return out[0] == (src, dst)
 
 
-def nb201_tensors(arch: str, *, num_classes: int = 10, input_size: int = 32, channels: int = 16) -> GraphTensors:
+def nb201_tensors(
+    arch: str, *, num_classes: int = 10, input_size: int = 32, channels: int = 16
+) -> GraphTensors:
     """Tensors of the zoo's NB201 network for `arch` after `graph.load` cleanup."""
+    return from_specs(*nb201_specs(arch, num_classes=num_classes, input_size=input_size, channels=channels))
+
+
+def nb201_specs(arch: str, *, num_classes: int = 10, input_size: int = 32, channels: int = 16):
+    """(node specs, edges) of the zoo's NB201 network for `arch` after `graph.load` cleanup."""
     ops = parse_nb201(arch)
     b = _SpecBuilder((1, 3, input_size, input_size))
     x = b.bn(b.conv(-1, channels, 3))
@@ -152,7 +165,7 @@ def nb201_tensors(arch: str, *, num_classes: int = 10, input_size: int = 32, cha
     x = b._add("GlobalAveragePool", [x], (n, c, 1, 1), kernel=tuple(b.shapes[x][2:]))
     x = b._add("Flatten", [x], (n, c))
     b._add("Gemm", [x], (n, num_classes), macs=n * num_classes * c, params=num_classes * c + num_classes)
-    return from_specs(b.specs, b.edges)
+    return b.specs, b.edges
 
 
 # ---- FBNet (HW-NAS-Bench CIFAR-100 configuration, as autogo_deploy.zoo.fbnet builds it) ------------

@@ -94,7 +94,9 @@ def load(folder: str | Path) -> Checkpoint:
     state = load_file(str(wpath))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise InputError(f"checkpoint {folder} does not fit the model (missing {missing[:3]}, extra {unexpected[:3]})")
+        raise InputError(
+            f"checkpoint {folder} does not fit the model (missing {missing[:3]}, extra {unexpected[:3]})"
+        )
     model.eval()
     return Checkpoint(model, doc, folder)
 

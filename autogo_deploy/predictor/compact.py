@@ -138,9 +138,7 @@ def collapse_repeats(specs, edges, members, row_id: list[int], protect: set[int]
     bounds = [-1] + cuts + ([n - 1] if not cuts or cuts[-1] != n - 1 else [])
     blocks = [order[bounds[i] + 1 : bounds[i + 1] + 1] for i in range(len(bounds) - 1)]
     protect = protect or set()
-    sigs = [
-        None if any(v in protect for v in b) else _signature(b, succ, pred, row_id) for b in blocks
-    ]
+    sigs = [None if any(v in protect for v in b) else _signature(b, succ, pred, row_id) for b in blocks]
     drop: set[int] = set()
     remap: dict[int, int] = {}
     same: dict[int, int] = {}

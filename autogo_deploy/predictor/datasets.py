@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def _read(rel: str) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-@lru_cache(maxsize=None)
+@cache
 def nb201_accuracy() -> Table:
     rows = _read("nb201/nb201_accuracy_train10k.csv")
     vals = np.array([[float(r[c]) for c in ACC_COLUMNS] for r in rows], np.float64)
@@ -50,7 +50,7 @@ def nb201_accuracy() -> Table:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def nb201_latency() -> Table:
     rows = _read("nb201/nb201_latency_9dev_train10k.csv")
     cols = [c for c in rows[0] if c.endswith("_ms")]
@@ -63,7 +63,7 @@ def nb201_latency() -> Table:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def fbnet_latency() -> Table:
     rows = _read("fbnet/fbnet_latency_train_devices.csv")
     cols = [c for c in rows[0] if c.endswith("_ms")]
@@ -76,7 +76,7 @@ def fbnet_latency() -> Table:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def nb201_index_to_arch() -> dict[int, str]:
     out = {}
     for table in (nb201_accuracy(), nb201_latency()):
@@ -84,7 +84,7 @@ def nb201_index_to_arch() -> dict[int, str]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def reference_archs(space: str = "nb201") -> tuple[str, ...]:
     """HELP's 10 reference archs of a space (NB201 arch strings / FBNet op strings)."""
     path = shared_data_dir() / "help_reference_archs.json"

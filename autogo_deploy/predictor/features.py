@@ -29,8 +29,10 @@ OP_VOCAB = (
 OTHER, PORT_IN, PORT_OUT = len(OP_VOCAB), len(OP_VOCAB) + 1, len(OP_VOCAB) + 2
 NUM_OPS = len(OP_VOCAB) + 3
 _OP_INDEX = {op: i for i, op in enumerate(OP_VOCAB)}
-NUM_NUMERIC = 21
+NUM_NUMERIC = 23
 NUM_FEATURES = NUM_OPS + NUM_NUMERIC
+ZERO_COL = NUM_OPS + 21  # the node multiplies by a constant zero
+ALIVE_COL = NUM_OPS + 22  # the node carries information from the input to the output (see alive())
 PART_P, PART_S, PART_C = 0, 1, 2
 
 
@@ -51,6 +53,7 @@ class NodeSpec:
     bn: bool = False  # a BatchNormalization fused into this node (compact.fuse)
     act: bool = False  # an activation fused into this node
     repeat: int = 1  # identical consecutive blocks collapsed into this one (compact.collapse_repeats)
+    zero: bool = False  # multiplies by a constant zero (NB201's 'none' edge): its output is all zeros
 
 
 @dataclass
@@ -103,6 +106,7 @@ def node_rows(specs: list[NodeSpec], op_index: list[int] | None = None) -> np.nd
         )  # fmt: skip
         rows[i, NUM_OPS + 18] = 1.0 if s.bn else 0.0
         rows[i, NUM_OPS + 19] = 1.0 if s.act else 0.0
+        rows[i, NUM_OPS + 21] = 1.0 if s.zero else 0.0
     lg = np.log2(1.0 + np.maximum(num, 0.0))
     o = NUM_OPS
     rows[:, o + 0 : o + 2] = num[:, 0:2] / 7.0
@@ -150,15 +154,22 @@ def depths(num_nodes: int, edges: np.ndarray) -> np.ndarray:
 
 
 def from_specs(
-    specs: list[NodeSpec], edges: list[tuple[int, int]], names=None, *, compact: bool = True, protect=None
+    specs: list[NodeSpec],
+    edges: list[tuple[int, int]],
+    names=None,
+    *,
+    compact: bool = True,
+    protect=None,
+    members: list[list[int]] | None = None,
 ) -> GraphTensors:
     """Feature rows + edges; `compact` fuses Conv-BN-act chains and collapses repeated blocks.
 
-    protect: original node indices whose blocks must stay uncollapsed (a segment being replaced).
+    protect: member ids (original node indices) whose blocks must stay uncollapsed (a segment being
+    replaced); members: initial member lists per spec (default: [[i]]).
     """
     from autogo_deploy.predictor import compact as cp
 
-    members = [[i] for i in range(len(specs))]
+    members = members if members is not None else [[i] for i in range(len(specs))]
     if compact and specs:
         specs, edges, members = cp.fuse(specs, edges, members)
         keep = {i for i, m in enumerate(members) if protect and any(v in protect for v in m)}
@@ -167,17 +178,76 @@ def from_specs(
         specs, edges, members = cp.collapse_repeats(specs, edges, members, row_id, protect=keep)
     x = node_rows(specs)
     e = np.asarray(edges, np.int64).reshape(-1, 2).T.copy() if edges else np.zeros((2, 0), np.int64)
+    x[:, ALIVE_COL] = alive(x[:, ZERO_COL] > 0, e)
     rep = np.array([s.repeat for s in specs], np.float32)
     return GraphTensors(x=x, edges=e, depth=depths(len(specs), e), repeat=rep, members=members, names=names)
 
 
+def alive(zero: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """1.0 for nodes on an input→output path that no zero-multiply cuts, else 0.0.
+
+    A node fed only by zero (or dead) tensors computes a constant; a node whose result reaches the
+    output only through zero-multiplies does not influence it. Such nodes still cost time (they run)
+    but carry no information about what the network computes, so the accuracy head ignores them
+    (model.py) and equivalent networks (NB201 cells that differ only in dead edges) look the same.
+    """
+    n = len(zero)
+    succ: list[list[int]] = [[] for _ in range(n)]
+    pred: list[list[int]] = [[] for _ in range(n)]
+    for u, v in edges.T.tolist():
+        succ[u].append(v)
+        pred[v].append(u)
+    order = np.argsort(depths(n, edges), kind="stable")
+    live = np.zeros(n, bool)
+    for v in order:
+        live[v] = not zero[v] and (not pred[v] or any(live[u] for u in pred[v]))
+    useful = np.zeros(n, bool)
+    for v in order[::-1]:
+        useful[v] = live[v] and (not succ[v] or any(useful[w] for w in succ[v]))
+    return useful.astype(np.float32)
+
+
 def from_graph(graph, *, compact: bool = True, protect_names=None) -> GraphTensors:
-    """Tensors of an `autogo_deploy.graph.Graph` (node order = the graph's canonical order)."""
+    """Tensors of an `autogo_deploy.graph.Graph`; members refer to positions in graph.nodes."""
+    specs, edges, spec_of = graph_specs(graph)
+    members: list[list[int]] = [[] for _ in specs]
+    for i, j in enumerate(spec_of):
+        members[j].append(i)
+    protect = None
+    if protect_names:
+        index = {n.name: i for i, n in enumerate(graph.nodes)}
+        protect = {index[nm] for nm in protect_names}  # members (and protect) use graph positions
+    names = [n.name for n in graph.nodes]
+    return from_specs(specs, edges, names=names, compact=compact, protect=protect, members=members)
+
+
+def graph_specs(graph, *, cse: bool = True):
+    """The raw node facts and data edges of a Graph (independent of the feature encoding).
+
+    Returns (specs, edges, spec_of) where spec_of[i] is the spec index of graph node i. With `cse`,
+    nodes with the same op, attributes and inputs are merged (what graph.load's onnxslim cleanup
+    does), so a model loaded without cleanup reads like the cleaned ones the predictor trained on.
+    """
     specs, edges = [], []
-    index = {n.name: i for i, n in enumerate(graph.nodes)}
-    for i, n in enumerate(graph.nodes):
-        data = [t for t in n.inputs if t and not graph.is_initializer(t)]
+    zero_consts = _zero_initializers(graph)
+    seen: dict[tuple, int] = {}
+    spec_graph_index: list[int] = []  # spec index → the graph node it was made from
+    alias: dict[str, str] = {}
+    spec_of: list[int] = []
+    producer: dict[str, int] = {}
+    for n in graph.nodes:
+        inputs = tuple(alias.get(t, t) for t in n.inputs)
+        key = (n.op_type, inputs, repr(sorted(n.attrs.items()))) if cse else None
+        if key is not None and key in seen:
+            j = seen[key]
+            first = graph.nodes[spec_graph_index[j]]
+            alias.update({o: alias.get(f, f) for o, f in zip(n.outputs, first.outputs, strict=False) if o})
+            spec_of.append(j)
+            continue
+        data = [t for t in inputs if t and not graph.is_initializer(t)]
         in_shape = graph.shape(data[0]) if data else (n.in_shapes[0] if n.in_shapes else ())
+        j = len(specs)
+        spec_graph_index.append(len(spec_of))
         specs.append(
             NodeSpec(
                 op_type=n.op_type,
@@ -190,14 +260,51 @@ def from_graph(graph, *, compact: bool = True, protect_names=None) -> GraphTenso
                 params=n.params,
                 act_bytes=n.act_bytes,
                 data_inputs=len(data),
+                zero=n.op_type == "Mul" and any(t in zero_consts for t in n.inputs),
             )
         )
+        if key is not None:
+            seen[key] = j
+        spec_of.append(j)
         for t in data:
-            p = graph.producer(t)
-            if p is not None:
-                edges.append((index[p.name], i))
-    protect = {index[nm] for nm in protect_names} if protect_names else None
-    return from_specs(specs, edges, names=[n.name for n in graph.nodes], compact=compact, protect=protect)
+            if t in producer:
+                edges.append((producer[t], j))
+        for o in n.outputs:
+            if o:
+                producer[o] = j
+    return specs, edges, spec_of
+
+
+def specs_to_json(specs: list[NodeSpec], edges: list[tuple[int, int]]) -> str:
+    import json
+    from dataclasses import asdict
+
+    return json.dumps({"nodes": [asdict(s) for s in specs], "edges": [list(e) for e in edges]})
+
+
+def specs_from_json(text: str) -> tuple[list[NodeSpec], list[tuple[int, int]]]:
+    import json
+
+    doc = json.loads(text)
+    specs = []
+    for d in doc["nodes"]:
+        for k in ("kernel", "stride", "in_shape", "out_shape"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        specs.append(NodeSpec(**d))
+    return specs, [tuple(e) for e in doc["edges"]]
+
+
+def _zero_initializers(graph) -> set[str]:
+    """Names of small constant initializers that are all zeros (read only for Mul inputs)."""
+    from onnx import numpy_helper
+
+    wanted = {t for n in graph.nodes if n.op_type == "Mul" for t in n.inputs if t and graph.is_initializer(t)}
+    out = set()
+    for t in graph.model.graph.initializer:
+        if t.name in wanted and np.prod(t.dims) <= 1024 and not np.any(numpy_helper.to_array(t)):
+            out.add(t.name)
+    return out
 
 
 # ---- PSC split ---------------------------------------------------------------------------------
@@ -272,6 +379,7 @@ def split_with_ports(gt: GraphTensors, parts: np.ndarray):
                 row[NUM_OPS + 9 : NUM_OPS + 12] = base[NUM_OPS + 9 : NUM_OPS + 12]
                 row[NUM_OPS + 14] = base[NUM_OPS + 14]
                 row[NUM_OPS + 16] = base[NUM_OPS + 14]
+                row[ALIVE_COL] = base[ALIVE_COL]
                 rows.append(row)
                 new_parts.append(part)
             out_port[key], in_port[key] = nxt, nxt + 1

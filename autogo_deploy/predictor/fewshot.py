@@ -69,7 +69,9 @@ def log_normalised(latency_ms: np.ndarray) -> np.ndarray:
     return logs - logs.mean()
 
 
-def prior_from(z_train: np.ndarray, ref_basis: np.ndarray, floor: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+def prior_from(
+    z_train: np.ndarray, ref_basis: np.ndarray, floor: float = 0.25
+) -> tuple[np.ndarray, np.ndarray]:
     """(μ, σ) of the training embeddings, each normalised by its mean predicted reference latency."""
     z = np.asarray(z_train, np.float64)
     scale = (ref_basis @ z.T).mean(axis=0)

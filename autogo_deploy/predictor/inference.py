@@ -111,7 +111,10 @@ class Predictor:
 
     # ---- target embeddings ---------------------------------------------------------------------
     def embedding(self, target) -> TargetEmbedding:
-        """The embedding for a target name / Target / TargetEmbedding."""
+        """The embedding for a target name / Target / TargetEmbedding.
+
+        Order: an embedding calibrated for this checkpoint (cache folder), else the target's trained
+        embedding, else an InputError telling how to calibrate."""
         if isinstance(target, TargetEmbedding):
             if target.checkpoint and target.checkpoint != self.id:
                 raise InputError(
@@ -122,6 +125,9 @@ class Predictor:
         name = getattr(target, "name", target)
         if not isinstance(name, str):
             raise InputError(f"not a target: {target!r}")
+        path = embeddings_dir(self.id) / f"{name}.json"
+        if path.is_file():  # measured on this machine by `predictor calibrate`: preferred
+            return self.embedding(TargetEmbedding.load(path))
         if name in self.model.devices:
             d = self.model.devices.index(name)
             z = self.model.lat_embeddings()[d].detach().double().numpy().tolist()
@@ -129,9 +135,6 @@ class Predictor:
             if name in self.energy_devices:
                 ze = self.model.energy_embeddings()[d].detach().double().numpy().tolist()
             return TargetEmbedding(name, z, ze, method="trained", checkpoint=self.id)
-        path = embeddings_dir(self.id) / f"{name}.json"
-        if path.is_file():
-            return self.embedding(TargetEmbedding.load(path))
         raise InputError(
             f"the predictor has no embedding for target {name!r}",
             hint=f"run `autogo-deploy predictor calibrate --target {name}` (measures the 10 reference archs); "
@@ -162,7 +165,9 @@ class Predictor:
             index = {n.name: i for i, n in enumerate(graph.nodes)}
             unknown = [nm for nm in names if nm not in index]
             if unknown or not names:
-                raise InputError(f"segment node(s) not in the graph: {', '.join(unknown[:5]) or '(empty segment)'}")
+                raise InputError(
+                    f"segment node(s) not in the graph: {', '.join(unknown[:5]) or '(empty segment)'}"
+                )
             gt = from_graph(graph, protect_names=names)
             wanted = {index[nm] for nm in names}
             seg = [i for i, m in enumerate(gt.members) if any(v in wanted for v in m)]
@@ -216,7 +221,9 @@ class Predictor:
         from autogo_deploy.graph import load
 
         graph = _as_graph(graph)
-        names = list(getattr(occurrence, "node_names", None) or getattr(occurrence, "nodes", None) or occurrence)
+        names = list(
+            getattr(occurrence, "node_names", None) or getattr(occurrence, "nodes", None) or occurrence
+        )
         ins, outs = graph.boundary(names)
         repl = replacement_graph.model if hasattr(replacement_graph, "model") else replacement_graph
         mutated = graph.splice(names, repl, ins, outs, prefix="psc")

@@ -10,9 +10,10 @@ Heads:
 - accuracy (target independent): MLP over [P | S | C] → standardised scores for CIFAR-10,
   CIFAR-100 and ImageNet16-120 (train.py keeps the affine map back to percent).
 - latency / energy (target dependent): every real node gets K non-negative costs
-  c_v = exp(MLP(h_v)); a graph's basis is G = [1, Σ_v c_v] (K + 1 numbers, additive over nodes and
-  therefore over P, S and C). A target is an embedding z ≥ 0 of K + 1 numbers; latency_ms = G · z and
-  energy_mj = G · e. Training targets own a learned z; a new target's z is fitted from its measured
+  c_v = exp(MLP(h_v)); a graph's basis is G = [1, MACs, activation bytes, node count, Σ_v c_v]
+  (K + 4 numbers, each a sum over nodes weighted by their repeat count, so additive over P, S and C;
+  the three fixed sums give the learned ones a physically meaningful start). A target is an
+  embedding z ≥ 0 of K + 4 numbers; latency_ms = G · z and energy_mj = G · e. Training targets own a learned z; a new target's z is fitted from its measured
   reference latencies (fewshot.py), a linear problem because the basis does not depend on z.
 """
 
@@ -25,19 +26,32 @@ from torch_geometric.nn import SAGEConv
 from torch_geometric.utils import scatter
 
 from autogo_deploy.predictor.batching import Batch
-from autogo_deploy.predictor.features import NUM_FEATURES
+from autogo_deploy.predictor.features import NUM_FEATURES, NUM_OPS
 
 ACC_OUTPUTS = 3
+FIXED_BASES = 4  # constant, MACs / 1e8, activation bytes / 1e7, nodes / 100
+_MACS_COL, _BYTES_COL = NUM_OPS + 12, NUM_OPS + 14
 
 
 class PSCModel(nn.Module):
-    def __init__(self, *, hidden: int = 64, layers: int = 4, basis: int = 8, devices: list[str] | None = None):
+    def __init__(
+        self,
+        *,
+        hidden: int = 64,
+        layers: int = 4,
+        basis: int = 8,
+        devices: list[str] | None = None,
+        cost_grad: float = 1.0,
+    ):
         super().__init__()
+        self.cost_grad = float(cost_grad)  # training only: how much latency/energy losses shape the encoder
         self.hidden, self.layers, self.basis = hidden, layers, basis
         self.devices: list[str] = list(devices or [])
         self.inp = nn.Sequential(nn.Linear(NUM_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
         self.fwd = nn.ModuleList(SAGEConv(hidden, hidden, aggr="mean") for _ in range(layers))
-        self.bwd = nn.ModuleList(SAGEConv(hidden, hidden, aggr="mean", root_weight=False) for _ in range(layers))
+        self.bwd = nn.ModuleList(
+            SAGEConv(hidden, hidden, aggr="mean", root_weight=False) for _ in range(layers)
+        )
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
         self.acc_head = nn.Sequential(
             nn.Linear(6 * hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden), nn.ReLU(),
@@ -49,8 +63,8 @@ class PSCModel(nn.Module):
         with torch.no_grad():
             self.cost_head[-1].bias.fill_(-3.0)
         # raw (pre-softplus) latency / energy embeddings of the targets seen in training
-        self.lat_raw = nn.Parameter(torch.full((max(len(self.devices), 1), basis + 1), -2.0))
-        self.energy_raw = nn.Parameter(torch.full((max(len(self.devices), 1), basis + 1), -2.0))
+        self.lat_raw = nn.Parameter(torch.full((max(len(self.devices), 1), basis + FIXED_BASES), -2.0))
+        self.energy_raw = nn.Parameter(torch.full((max(len(self.devices), 1), basis + FIXED_BASES), -2.0))
 
     def config(self) -> dict:
         return {"hidden": self.hidden, "layers": self.layers, "basis": self.basis, "devices": self.devices}
@@ -68,11 +82,18 @@ class PSCModel(nn.Module):
         w = b.pool_w[:, None]
         total = scatter(w, b.part, dim=0, dim_size=n_parts, reduce="sum").clamp_min(1e-6)
         mean = scatter(h * w, b.part, dim=0, dim_size=n_parts, reduce="sum") / total
-        mx = scatter(h, b.part, dim=0, dim_size=n_parts, reduce="max")
+        mx = scatter(h.masked_fill(w == 0, -1e4), b.part, dim=0, dim_size=n_parts, reduce="max").clamp_min(
+            -1.0
+        )
         pooled = torch.cat([mean, mx], dim=1).reshape(b.num_graphs, 6 * self.hidden)
         acc = self.acc_head(pooled)
-        log_cost = self.cost_head(torch.cat([h, b.x], dim=1)).clamp(-20.0, 10.0)
-        cost = torch.exp(log_cost) * b.cost_w[:, None]
+        # forward unchanged; the cost heads' gradient reaches the shared encoder scaled by cost_grad
+        hc = h if self.cost_grad == 1.0 else h.detach() + self.cost_grad * (h - h.detach())
+        log_cost = self.cost_head(torch.cat([hc, b.x], dim=1)).clamp(-20.0, 10.0)
+        macs = torch.exp2(b.x[:, _MACS_COL] * 32.0) - 1.0
+        act_bytes = torch.exp2(b.x[:, _BYTES_COL] * 32.0) - 1.0
+        fixed = torch.stack([macs / 1e8, act_bytes / 1e7, torch.full_like(macs, 0.01)], dim=1)
+        cost = torch.cat([fixed, torch.exp(log_cost)], dim=1) * b.cost_w[:, None]
         basis = scatter(cost, b.graph, dim=0, dim_size=b.num_graphs, reduce="sum")
         basis = torch.cat([torch.ones(b.num_graphs, 1, dtype=basis.dtype), basis], dim=1)
         return {"acc": acc, "basis": basis}

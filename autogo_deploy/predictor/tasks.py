@@ -14,6 +14,7 @@ from autogo_deploy.predictor import checkpoint as ckpt
 from autogo_deploy.predictor.fewshot import TargetEmbedding, fit_embedding, log_normalised
 
 Log = Callable[[str], None] | None
+MAX_CI95_REL = 0.05  # own measurements less precise than ±5% (95% CI of the median) are not used
 
 
 def train_checkpoint(
@@ -60,6 +61,8 @@ def train_checkpoint(
         "acc_sd": stats["acc_sd"],
         "acc_outputs": ["cifar10", "cifar100", "imagenet16_120"],
         "energy_devices": energy_devices,
+        # how the energy labels were obtained per target (measure()'s power method: measured or modeled)
+        "energy_methods": {d: sorted({str(r.get("power_method")) for r in own if r["target"] == d}) for d in energy_devices},
         "train": {"config": cfg.to_dict(), "rows": rows, "split_seed": cfg.seed, "test_fraction": 0.2,
                   "fbnet_rows": fbnet_rows, "own_targets": list(own_targets),
                   "own_rows": len(own), "own_holdout_ids": [r["id"] for r in own_held],
@@ -76,12 +79,14 @@ def _own_rows(db, targets, holdout_fraction, seed):
 
     store = MeasurementStore(db)
     try:
-        rows = [r for t in targets for r in store.rows(target=t)]
+        rows = [r for t in targets for r in store.rows(target=t, max_ci95_rel=MAX_CI95_REL)]
     finally:
         store.close()
     rng = np.random.default_rng(seed + 7)
     held = rng.random(len(rows)) < holdout_fraction
-    return [r for r, h in zip(rows, held, strict=True) if not h], [r for r, h in zip(rows, held, strict=True) if h]
+    return [r for r, h in zip(rows, held, strict=True) if not h], [
+        r for r, h in zip(rows, held, strict=True) if h
+    ]
 
 
 def own_holdout(predictor, db=None) -> list[dict]:
@@ -111,9 +116,14 @@ def nb201_all_graphs(log: Log = None):
     return archs, nb201_graphs(archs, progress=progress)
 
 
-def accuracy_space(predictor, space: str = "nb201", log: Log = None) -> tuple[list[str], np.ndarray]:
+def check_space(space: str) -> str:
     if space != "nb201":
         raise InputError(f"space {space!r} is not supported here", hint="valid: nb201")
+    return space
+
+
+def accuracy_space(predictor, space: str = "nb201", log: Log = None) -> tuple[list[str], np.ndarray]:
+    check_space(space)
     archs, graphs = nb201_all_graphs(log)
     acc, _ = predictor.raw(graphs)
     return archs, acc
@@ -128,7 +138,9 @@ def read_measurements(path: str | Path) -> list[tuple[str, float]]:
         reader = csv.DictReader(fh)
         cols = set(reader.fieldnames or [])
         if not {"arch_str", "latency_ms"} <= cols:
-            raise InputError(f"{path} needs columns arch_str,latency_ms (has {', '.join(sorted(cols)) or 'none'})")
+            raise InputError(
+                f"{path} needs columns arch_str,latency_ms (has {', '.join(sorted(cols)) or 'none'})"
+            )
         out = []
         for i, row in enumerate(reader, start=2):
             try:
@@ -164,9 +176,10 @@ def fit_nb201_embedding(predictor, measurements: list[tuple[str, float]], name: 
 
 
 def fewshot_space(predictor, measurements_csv, space: str = "nb201", log: Log = None):
-    if space != "nb201":
-        raise InputError(f"space {space!r} is not supported for few-shot", hint="valid: nb201")
-    emb = fit_nb201_embedding(predictor, read_measurements(measurements_csv), name=Path(measurements_csv).stem)
+    check_space(space)
+    emb = fit_nb201_embedding(
+        predictor, read_measurements(measurements_csv), name=Path(measurements_csv).stem
+    )
     archs, graphs = nb201_all_graphs(log)
     basis = predictor.basis(graphs)
     return archs, basis @ np.asarray(emb.z_latency), emb
@@ -216,7 +229,11 @@ def rank_metrics(pred, true) -> dict:
     from scipy.stats import kendalltau, spearmanr
 
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
-    return {"spearman": float(spearmanr(pred, true)[0]), "kendall": float(kendalltau(pred, true)[0]), "n": int(len(true))}
+    return {
+        "spearman": float(spearmanr(pred, true)[0]),
+        "kendall": float(kendalltau(pred, true)[0]),
+        "n": int(len(true)),
+    }
 
 
 def latency_metrics(pred, true) -> dict:
@@ -237,7 +254,9 @@ def evaluate(predictor, *, db=None, log: Log = None) -> dict:
     seed = int(man.get("split_seed", 0))
     _, te = ds.nb201_split(seed)
     if man.get("rows") == "all" and log:
-        log("warning: this checkpoint was trained on all NB201 rows; the 'held-out' split was seen in training")
+        log(
+            "warning: this checkpoint was trained on all NB201 rows; the 'held-out' split was seen in training"
+        )
     acc, lat = ds.nb201_accuracy(), ds.nb201_latency()
     graphs = nb201_graphs([acc.archs[i] for i in te])
     pred_acc, basis = predictor.raw(graphs)

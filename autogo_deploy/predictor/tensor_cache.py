@@ -17,7 +17,7 @@ import numpy as np
 
 from autogo_deploy.predictor.features import NUM_FEATURES, GraphTensors
 
-FEATURE_VERSION = 3
+FEATURE_VERSION = 5
 
 
 def pack(graphs: list[GraphTensors]) -> dict[str, np.ndarray]:

@@ -32,16 +32,18 @@ def _cand(c, key: str) -> dict:
         "predicted_acc_delta": c.acc_delta,
         "evaluator_score": c.evaluator,
         "objective_value": c.cost(key),
-        "objective_source": ("measured" if m.get(key) is not None else "predicted")
-        if key not in ("macs",)
-        else "exact",
+        "objective_source": "exact"
+        if key == "macs"
+        else ("measured" if m.get(key) is not None else "predicted"),
         "changes": c.changes,
     }
 
 
 def build_doc(result, *, output: str | None = None, front_dir: str | None = None) -> dict:
     s = result.search
-    key = {"latency": "latency_ms", "energy": "energy_mj", "macs": "macs"}[result.objective]
+    key = {"latency": "latency_ms", "energy": "energy_mj", "macs": "macs", "accuracy": "neg_acc"}[
+        result.objective
+    ]
     base, best = s.baseline, s.best
     doc = {
         "schema_version": SCHEMA_VERSION,
@@ -60,6 +62,7 @@ def build_doc(result, *, output: str | None = None, front_dir: str | None = None
         "best": _cand(best, key) if best else None,
         "front": [_cand(c, key) for c in s.front],
         "history": s.history,
+        "evaluated_points": s.points,
         "output": output if best else None,
         "front_dir": front_dir,
         "notice": NOTICE,
@@ -98,7 +101,7 @@ def _scatter(points: list[dict], width: int = 640, height: int = 360) -> str:
     y0, y1 = min(ys + [0.0]), max(ys + [0.0])
     x1 = x1 if x1 > x0 else x0 + 1
     y1 = y1 if y1 > y0 else y0 + 1
-    pad = 48
+    pad = 64
 
     def sx(v):
         return pad + (v - x0) / (x1 - x0) * (width - 2 * pad)
@@ -111,7 +114,7 @@ def _scatter(points: list[dict], width: int = 640, height: int = 360) -> str:
         f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#889"/>',
         f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#889"/>',
         f'<text x="{width / 2}" y="{height - 10}" text-anchor="middle">objective (measured = filled)</text>',
-        f'<text x="12" y="{height / 2}" transform="rotate(-90 12 {height / 2})" text-anchor="middle">'
+        f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" text-anchor="middle">'
         "predicted accuracy change (pp)</text>",
         f'<text x="{pad}" y="{height - pad + 14}">{x0:.4g}</text>',
         f'<text x="{width - pad}" y="{height - pad + 14}" text-anchor="end">{x1:.4g}</text>',
@@ -132,9 +135,20 @@ def _scatter(points: list[dict], width: int = 640, height: int = 360) -> str:
     return "".join(parts)
 
 
-def render_html(doc: dict, pool_points: list[dict] | None = None) -> str:
-    key = {"latency": "latency_ms", "energy": "energy_mj", "macs": "macs"}[doc["objective"]]
-    pts = list(pool_points or [])
+def render_html(doc: dict) -> str:
+    key = {"latency": "latency_ms", "energy": "energy_mj", "macs": "macs", "accuracy": "neg_acc"}[
+        doc["objective"]
+    ]
+    pts = [
+        {
+            "x": p["x"],
+            "y": p["y"],
+            "kind": "other",
+            "measured": p["measured"],
+            "label": f"candidate {p['id']}",
+        }
+        for p in doc.get("evaluated_points", [])
+    ]
     for kind, c in (
         [("baseline", doc["baseline"])]
         + [("front", c) for c in doc["front"]]

@@ -169,7 +169,7 @@ def _chunks(items, size: int):
     return [indexed[i : i + size] for i in range(0, len(indexed), size)]
 
 
-def _run(pool, fn, tasks, progress: Progress | None, stage: str, weights: list[int]):
+def _run(pool, fn, tasks, progress: Progress | None, stage: str, weights: list[int], on_result=None):
     total, done = sum(weights), 0
     if progress:
         progress(stage, 0, total)
@@ -177,6 +177,8 @@ def _run(pool, fn, tasks, progress: Progress | None, stage: str, weights: list[i
     mapper = pool.imap(fn, tasks) if pool is not None else map(fn, tasks)
     for w, res in zip(weights, mapper, strict=True):
         results.append(res)
+        if on_result is not None:  # main-process work overlapped with the workers
+            on_result(res)
         done += w
         if progress:
             progress(stage, done, total)
@@ -197,7 +199,7 @@ def build(
     require_data: bool = True,
 ) -> BuildResult:
     """Mine the corpus and write the segment database to `path` (atomically)."""
-    from autogo_deploy.segments.bpe import Merges
+    from autogo_deploy.segments.bpe import Merges, code_point
     from autogo_deploy.segments.segment import Vocabulary
 
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
@@ -226,28 +228,37 @@ def build(
     phases = {"corpus": time.perf_counter() - t0}
     try:
         t = time.perf_counter()
-        first = _run(pool, _tokenize_chunk, chunks, progress, "tokenize", weights)
-        phases["tokenize"] = time.perf_counter() - t
-        t = time.perf_counter()
+        # While workers tokenise, the main process turns each chunk into strings with provisional
+        # characters (first-seen order); once every token is known they are renamed to the sorted
+        # vocabulary's characters with str.translate.
+        provisional: dict[str, str] = {}
         token_counts: Counter = Counter()
         fallbacks: list[str] = []
-        for tables, records, fb in first:
-            fallbacks += fb
+        raw_texts: list[str] = []
+
+        def absorb(result) -> None:
+            tables, records, fb = result
+            fallbacks.extend(fb)
+            chars = [provisional.setdefault(tok, code_point(len(provisional))) for tok in tables.tokens]
             for rec in records:
                 ids = array("I")
                 ids.frombytes(rec.tokens)
+                raw_texts.append("".join([chars[i] for i in ids]))
                 for i, c in Counter(ids).items():
                     token_counts[tables.tokens[i]] += c
+
+        first = _run(pool, _tokenize_chunk, chunks, progress, "tokenize", weights, on_result=absorb)
+        phases["tokenize"] = time.perf_counter() - t
+        t = time.perf_counter()
         vocab = Vocabulary(sorted(token_counts))
-        chunk_chars = [[vocab.char[t] for t in tables.tokens] for tables, _, _ in first]
-        texts = []
-        for (_, records, _), chars in zip(first, chunk_chars, strict=True):
-            for rec in records:
-                ids = array("I")
-                ids.frombytes(rec.tokens)
-                texts.append("".join(chars[i] for i in ids))
+        table = {ord(provisional[tok]): vocab.char[tok] for tok in vocab.tokens}
+        texts = [text.translate(table) for text in raw_texts]
+        raw_texts.clear()
+        chunk_chars = [[vocab.char[tok] for tok in tables.tokens] for tables, _, _ in first]
         if progress:
             progress("bpe", 0, 1)
+        phases["texts"] = time.perf_counter() - t
+        t = time.perf_counter()
         merges = Merges.train(texts, alphabet=vocab.alphabet(), vocab_size=vocab_size)
         if progress:
             progress("bpe", 1, 1)

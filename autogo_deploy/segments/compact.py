@@ -48,6 +48,15 @@ class Interner:
         self.descs: dict[tuple, int] = {}
         self.names: dict[str, int] = {}
         self.tokens: dict[str, int] = {}
+        self._by_id: dict[int, tuple[tuple, int]] = {}  # id(shared descriptor object) -> (object, id)
+
+    def desc_id(self, d: tuple) -> int:
+        hit = self._by_id.get(id(d))
+        if hit is not None and hit[0] is d:
+            return hit[1]
+        k = self.descs.setdefault(d, len(self.descs))
+        self._by_id[id(d)] = (d, k)
+        return k
 
     def tables(self) -> Tables:
         return Tables(list(self.descs), list(self.names), list(self.tokens))
@@ -77,8 +86,8 @@ def encode(
     desc, names, wiring = array("I"), array("I"), array("i")
     outputs = []
     for i, n in enumerate(sg.nodes):
-        d = describe_node(sg, n)
-        desc.append(it.descs.setdefault(d, len(it.descs)))
+        d = getattr(n, "segment_desc", None) or describe_node(sg, n)  # the fast path precomputes it
+        desc.append(it.desc_id(d))
         names.append(it.names.setdefault(n.name, len(it.names)))
         for t in n.inputs:
             if not t or t in sg.consts:

@@ -49,7 +49,8 @@ CREATE TABLE segments (
     example_inputs TEXT NOT NULL, example_outputs TEXT NOT NULL,
     macs INTEGER NOT NULL, params INTEGER NOT NULL, count INTEGER NOT NULL, n_shapes INTEGER NOT NULL,
     model BLOB NOT NULL);
-CREATE INDEX segments_by_boundary ON segments (n_inputs, n_outputs, spatial_ratio, channel_ratio);
+CREATE INDEX segments_by_boundary ON segments (n_inputs, n_outputs, spatial_ratio, channel_ratio,
+                                           count DESC, id);
 CREATE TABLE segment_families (segment_id INTEGER NOT NULL, family TEXT NOT NULL, count INTEGER NOT NULL,
                                PRIMARY KEY (segment_id, family)) WITHOUT ROWID;
 CREATE TABLE segment_shapes (segment_id INTEGER NOT NULL, rank INTEGER NOT NULL, inputs TEXT NOT NULL,
@@ -340,21 +341,25 @@ class SegmentDB:
                 "replacements() takes a SegmentRecord, an Occurrence, a Signature or a segment id"
             )
         sr = float(_ratio(sig.spatial_ratio))
-        if channel_ratio_range is None:
-            lo = hi = float(_ratio(sig.channel_ratio))
+        if limit < 1:
+            return []
+        own = own_hash if (exclude_self and own_hash) else ""
+        if channel_ratio_range is None:  # exact: the index yields rows already in frequency order
+            rows = self._query(
+                f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE n_inputs = ? AND n_outputs = ? "
+                "AND spatial_ratio = ? AND channel_ratio = ? AND hash != ? ORDER BY count DESC, id LIMIT ?",
+                (sig.n_inputs, sig.n_outputs, sr, float(_ratio(sig.channel_ratio)), own, int(limit)),
+            )
         else:
             lo, hi = (float(v) for v in channel_ratio_range)
             if lo > hi:
                 raise InputError(f"channel_ratio_range lower bound {lo} exceeds upper bound {hi}")
-        if limit < 1:
-            return []
-        rows = self._query(
-            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE n_inputs = ? AND n_outputs = ? "
-            "AND spatial_ratio BETWEEN ? AND ? AND channel_ratio BETWEEN ? AND ? AND hash != ? "
-            "ORDER BY count DESC, id LIMIT ?",
-            (sig.n_inputs, sig.n_outputs, sr - _RATIO_EPS, sr + _RATIO_EPS, lo - _RATIO_EPS, hi + _RATIO_EPS,
-             own_hash if (exclude_self and own_hash) else "", int(limit)),
-        )  # fmt: skip
+            rows = self._query(
+                f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE n_inputs = ? AND n_outputs = ? "
+                "AND spatial_ratio = ? AND channel_ratio BETWEEN ? AND ? AND hash != ? "
+                "ORDER BY count DESC, id LIMIT ?",
+                (sig.n_inputs, sig.n_outputs, sr, lo - _RATIO_EPS, hi + _RATIO_EPS, own, int(limit)),
+            )
         return [self._record(r, False) for r in rows]
 
     def stats(self) -> dict:

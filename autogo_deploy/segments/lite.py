@@ -240,16 +240,26 @@ def _describe(op, name, ins, outs, attrs, items, shapes, inits) -> Node:
     """node_features.describe for the ops the fast path admits."""
     in_shapes = [shapes[t] for t in ins if t]
     out_shapes = [shapes[t] for t in outs if t]
-    key = (op, items, tuple(in_shapes), tuple(out_shapes), tuple(t in inits for t in ins))
+    consts = tuple(inits.get(t) for t in ins)
+    key = (op, items, tuple(in_shapes), tuple(out_shapes), consts)
     feats = _FEATURES.get(key)
     if feats is None:
         feats = _features(op, ins, attrs, in_shapes, out_shapes, inits)
+        ispec = tuple(
+            ("a", shapes[t], 1) if c is None else ("c", c.dims, c.dtype, c.values)
+            for t, c in zip(ins, consts, strict=True)
+        )
+        ospec = tuple((s, 1) for s in out_shapes)
+        # the compact-record descriptor (compact.describe_node), shared by every identical layer
+        desc = (op, tuple(sorted(attrs.items())), *feats[:5], ispec, ospec, *feats[5:])
         if len(_FEATURES) > 200_000:
             _FEATURES.clear()
-        _FEATURES[key] = feats
-    kernel, stride, dilation, pads, group, macs, params, act = feats
-    return Node(name, op, list(ins), list(outs), attrs, kernel=kernel, stride=stride, dilation=dilation, pads=pads,
+        feats = _FEATURES[key] = (*feats, desc)
+    kernel, stride, dilation, pads, group, macs, params, act, desc = feats
+    node = Node(name, op, list(ins), list(outs), attrs, kernel=kernel, stride=stride, dilation=dilation, pads=pads,
                 group=group, in_shapes=in_shapes, out_shapes=out_shapes, macs=macs, params=params, act_bytes=act)  # fmt: skip
+    node.segment_desc = desc
+    return node
 
 
 def _features(op, ins, attrs, in_shapes, out_shapes, inits) -> tuple:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import onnx
 import pytest
-from onnx import helper
+from onnx import helper, numpy_helper
 from test_npu_model import make_model, weights
 from tiny_models import make_tiny_cnn
 
@@ -38,13 +39,9 @@ def _residual_downsample() -> onnx.ModelProto:
     inits = [weights("w1", (o, c, 3, 3)), weights("wd", (o, c, 1, 1)), weights("w2", (o, o, 3, 3))]
     for tag in "1d2":
         inits += [weights(f"s{tag}", (o,)), weights(f"b{tag}", (o,)), weights(f"m{tag}", (o,))]
-        inits.append(
-            onnx.numpy_helper.from_array(
-                abs(onnx.numpy_helper.to_array(weights(f"v{tag}", (o,)))) + 1, f"v{tag}"
-            )
-        )
-    inits += [onnx.numpy_helper.from_array(__import__("numpy").float32(0), "lo")]
-    inits += [onnx.numpy_helper.from_array(__import__("numpy").float32(6), "hi")]
+        variance = np.abs(numpy_helper.to_array(weights(f"v{tag}", (o,)))) + 1
+        inits.append(numpy_helper.from_array(variance, f"v{tag}"))
+    inits += [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
     return make_model(nodes, [("x", [1, c, 16, 16])], "y", inits)
 
 

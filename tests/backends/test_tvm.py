@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -91,7 +92,8 @@ def test_tvm_llvm_harness_on_tiny_model(tmp_path, monkeypatch):
     kernels = [p for p in m.per_node if p["op_type"] != "runtime"]
     assert any(p["op_type"] == "conv2d" for p in kernels) and all(p["ms"] >= 0 for p in m.per_node)
     # the cached library computes what onnxruntime computes
-    artifact = tvm_backend.compile_model(model, load_target("tvm-llvm").options)
+    options = load_target("tvm-llvm").options
+    artifact = tvm_backend.compile_model(tvm_backend.prepare_model(path, options), options)
     assert artifact.cache_hit and not artifact.tuned
     import onnxruntime as ort
     import tvm
@@ -117,3 +119,21 @@ def test_unimportable_operator_is_named(tmp_path):
     with pytest.raises(MeasurementFailed, match="TVM cannot import operator Celu") as failed:
         measure(path, "tvm-llvm", **QUICK)
     assert failed.value.exit_code == 3
+
+
+@needs_tvm
+@pytest.mark.slow
+def test_tuned_compile_writes_and_reuses_its_database(tmp_path, monkeypatch):
+    """meta-schedule on the tiny model (minutes on a busy 2-core machine: every builder worker
+    imports TVM's tensor intrinsics)."""
+    monkeypatch.setenv("AUTOGO_CACHE_DIR", str(tmp_path / "cache"))
+    options = dict(load_target("tvm-llvm").options, tune=True, trials=4, max_trials_per_task=1)
+    model = tvm_backend.prepare_model(make_tiny_cnn(batch=1), options)
+    first = tvm_backend.compile_model(model, options)
+    assert first.tuned and first.trials == 4 and not first.cache_hit and first.tune_s > 0
+    assert (Path(first.tuning_db) / "database_tuning_record.json").is_file()
+    again = tvm_backend.compile_model(model, options)
+    assert again.cache_hit and again.library == first.library
+    fewer = tvm_backend.compile_model(model, dict(options, trials=2))  # the database already holds them
+    assert fewer.tuned and not fewer.cache_hit and fewer.tuning_db == first.tuning_db
+    assert fewer.library != first.library

@@ -165,7 +165,7 @@ def test_baseline_default_regression(work, model_path, capsys):
     [
         (["-b", "latency_ms=3"], "valid metrics: latency_p50_ms"),
         (["-b", "latency_p90_ms=+5%"], "need a baseline"),
-        (["--deterministic"], "--deterministic needs a deterministic target"),
+        (["--deterministic", "-b", "latency_p90_ms=5"], "predictor-only check cannot judge latency_p90_ms"),
         (["-t", "no-such-target"], "unknown target"),
         (["--config", "missing.toml"], "budgets file not found"),
     ],
@@ -233,3 +233,24 @@ def test_exact_only_budgets_measure_nothing(work, model_path, capsys):
     assert code == 0 and doc["mode"] == "exact" and doc["deterministic"] is True
     assert doc["gate"]["runs"] == 0 and doc["gate"]["batches"] == 0
     assert doc["metrics"]["file_size_mb"] == pytest.approx(model_path.stat().st_size / 1e6)
+
+
+def test_predictor_only_mode(work, model_path, capsys):
+    """--deterministic on a measured target: the PSC predictor's figures, labelled predicted, or a
+    clear error when no checkpoint / no embedding for the target exists here."""
+    from autogo_deploy.errors import InputError, ModelError
+    from autogo_deploy.predictor import Predictor
+
+    argv = ["check", str(model_path), "-t", "ort-cpu", "--deterministic", "-b", "latency_p50_ms=1e6"]
+    code, doc, err = run_json(capsys, argv + ["-b", "energy_mj=1e6"])
+    try:
+        Predictor.load_default().embedding("ort-cpu")
+    except ModelError:
+        assert code == 3 and "needs a predictor checkpoint" in err
+        return
+    except InputError:
+        assert code == 2 and "embedding" in err
+        return
+    assert code == 0 and doc["mode"] == "predictor" and doc["deterministic"] is True
+    assert all(r["method"].startswith("predicted") for r in doc["results"])
+    assert doc["gate"]["runs"] == 1 and "latency_p90_ms" not in doc["metrics"]

@@ -9,6 +9,7 @@ from predictor_fixtures import tiny_trainset
 
 from autogo_deploy.paths import shared_data_dir
 
+
 @pytest.fixture(scope="session")
 def cache_env(tmp_path_factory):
     """Point the cache folder at a temporary one for the whole session (no user state touched)."""

@@ -44,7 +44,9 @@ def test_rejects_bad_measurements():
 
 
 def test_embedding_json_roundtrip(tmp_path):
-    emb = TargetEmbedding("dev", [0.1, 0.2], None, reference={"a": 1.0}, reference_log_norm=[0.0], fit={"lambda": 1})
+    emb = TargetEmbedding(
+        "dev", [0.1, 0.2], None, reference={"a": 1.0}, reference_log_norm=[0.0], fit={"lambda": 1}
+    )
     path = emb.save(tmp_path / "e.json")
     assert TargetEmbedding.load(path) == emb
     assert np.isclose(log_normalised([1.0, np.e]).sum(), 0.0)

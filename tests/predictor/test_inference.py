@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from predictor_fixtures import needs_data
 
 from autogo_deploy.errors import InputError
 from autogo_deploy.graph import load
 from autogo_deploy.predictor.arch_graphs import nb201_tensors
 from autogo_deploy.predictor.inference import Predictor
 from autogo_deploy.zoo import nb201
-
-from predictor_fixtures import needs_data
 
 ARCHS = [
     "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",

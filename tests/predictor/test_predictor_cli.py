@@ -80,7 +80,8 @@ def test_accuracy_cli(tmp_path, capsys, tiny_checkpoint, few_archs):
 
 
 def test_unknown_space_is_exit_2(tmp_path, capsys):
-    assert main(["predictor", "accuracy", "--space", "nb999", "--out", str(tmp_path / "a.csv")]) in (2,)
+    assert main(["predictor", "accuracy", "--space", "nb999", "--out", str(tmp_path / "a.csv")]) == 2
+    assert "nb999" in capsys.readouterr().err
 
 
 @pytest.mark.slow

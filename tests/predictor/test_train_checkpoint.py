@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from predictor_fixtures import needs_data, tiny_trainset
 
 from autogo_deploy.errors import InputError
 from autogo_deploy.predictor import checkpoint as ckpt
 from autogo_deploy.predictor.train import TrainConfig, predict_raw, train
-
-from predictor_fixtures import needs_data, tiny_trainset
 
 
 @needs_data
@@ -32,7 +31,9 @@ def test_roundtrip_is_exact_and_pickle_free(tiny_checkpoint, tmp_path):
     folder = tiny_checkpoint.path
     names = sorted(p.name for p in folder.iterdir())
     assert names == ["manifest.json", "model.safetensors"]
-    assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.pkl")) and not list(folder.rglob("*.pth"))
+    assert (
+        not list(folder.rglob("*.pt")) and not list(folder.rglob("*.pkl")) and not list(folder.rglob("*.pth"))
+    )
     head = (folder / "model.safetensors").read_bytes()[:2]
     assert head != b"\x80\x04" and head[:1] != b"\x80"  # not a pickle stream
     loaded = ckpt.load(folder)

@@ -166,3 +166,21 @@ def test_default_db_is_reused_and_rebuilt_when_broken(tmp_path, monkeypatch, sma
     path.write_bytes(b"broken")
     db = default_db(progress=False)
     assert calls == [path] and db.stats()["segments"] > 0
+
+
+def test_cli_build(tmp_path, capsys):
+    import json
+
+    from autogo_deploy.cli.app import main
+
+    out = tmp_path / "cli.db"
+    args = ["db", "build", "-o", str(out), "--families", "nb201", "--limit", "8", "--vocab-size", "120"]
+    assert main([*args, "--jobs", "1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (
+        doc["networks"] == {"nb201": 8}
+        and doc["segments"] > 0
+        and SegmentDB(out).stats()["segments"] == doc["segments"]
+    )
+    assert main(["db", "build", "-o", str(out), "--families", "cifar"]) == 2
+    assert main(["db", "build", "-o", str(tmp_path), "--families", "nb201", "--limit", "2"]) == 2  # a folder

@@ -76,3 +76,11 @@ def test_lite_restores_the_zoo_builder():
 
     build_lite("nb201", NB201_ARCHS[0])
     assert nb201.NetBuilder is NetBuilder
+
+
+def test_precomputed_descriptors_match_the_generic_ones():
+    from autogo_deploy.segments.compact import describe_node
+
+    for family, arch in (("nb201", NB201_ARCHS[2]), ("nb101", NB101_CELL), ("fbnet", FBNET_OPS)):
+        sg = build_lite(family, arch)
+        assert all(n.segment_desc == describe_node(sg, n) for n in sg.nodes)

@@ -1,0 +1,188 @@
+"""What `optimize` buys, measured: AutoGO search vs cleanup only, random search and a MACs objective.
+
+For each (model, target): the cleaned input (cleanup only) is measured; then three searches with the
+same evaluation budget (generations x population proposals, measure_top measurements/generation):
+  autogo  — Pareto search on the target objective (latency, or energy on npu-sim), PSC predictor
+  random  — same proposer, random choice of what to measure
+  macs    — search on the MACs objective (AutoGO's original)
+Each reports measured latency/energy change of its emitted model (none = nothing beat the input),
+MACs change, predicted accuracy change, wall time and peak RSS.
+
+    .venv/bin/python benchmarks/optimize_gains.py --models resnet50,mobilenet_v2 --targets ort-cpu,npu-sim
+    .venv/bin/python benchmarks/optimize_gains.py --nb201-ground-truth       # the NB201 regret study
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024
+
+
+def run_one(model: str, target: str, mode: str, args) -> dict:
+    from autogo_deploy import api
+
+    objective = {
+        "autogo": "latency" if target != "npu-sim" else "energy",
+        "random": "latency",
+        "macs": "macs",
+    }[mode]
+    if target == "npu-sim" and mode == "random":
+        objective = "energy"
+    t0 = time.perf_counter()
+    res = api.optimize(
+        f"zoo:{model}",
+        target,
+        budgets=[f"acc_drop={args.acc_drop}"],
+        objective=objective,
+        generations=args.generations,
+        population=args.population,
+        measure_top=args.measure_top,
+        seed=args.seed,
+        strategy="random" if mode == "random" else "pareto",
+        measure_overrides={"max_runs": args.max_runs} if args.max_runs else None,
+    )
+    wall = time.perf_counter() - t0
+    base, best = res.search.baseline, res.best
+    bm = base.measured or {}
+    row = {
+        "model": model,
+        "target": target,
+        "mode": mode,
+        "objective": objective,
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "evaluated": res.search.evaluated,
+        "baseline_latency_ms": bm.get("latency_ms"),
+        "baseline_energy_mj": bm.get("energy_mj"),
+        "power_method": bm.get("power_method"),
+        "emitted": best is not None,
+    }
+    if best:
+        mm = best.measured
+        row.update(
+            latency_change=mm["latency_ms"] / bm["latency_ms"] - 1,
+            energy_change=(mm["energy_mj"] / bm["energy_mj"] - 1) if bm.get("energy_mj") else None,
+            macs_change=best.macs / base.macs - 1,
+            predicted_acc_delta=best.acc_delta,
+            changes=len(best.changes),
+        )
+    return row
+
+
+def nb201_ground_truth(args) -> dict:
+    """Median NB201 net, latency budget on ort-cpu, true accuracy of the result vs the table's best."""
+    import csv
+
+    from autogo_deploy import api
+    from autogo_deploy.measure import measure
+    from autogo_deploy.paths import shared_data_dir
+    from autogo_deploy.zoo import nb201
+
+    rows = list(csv.DictReader(open(shared_data_dir() / "nb201" / "nb201_accuracy_train10k.csv")))
+    acc = {r["arch_str"]: float(r["cifar10_test_acc"]) for r in rows}
+    ranked = sorted(acc, key=lambda a: acc[a])
+    start = ranked[len(ranked) // 2]
+    proto = {"max_runs": args.max_runs or 60}
+
+    def lat(arch: str) -> float:
+        return measure(nb201(arch).SerializeToString(), "ort-cpu", **proto).p50_ms
+
+    start_ms = lat(start)
+    budget = round(start_ms * args.budget_frac, 4)
+    out = {"start": start, "start_true_acc": acc[start], "start_latency_ms": start_ms, "budget_ms": budget}
+    for mode in ("autogo", "random"):
+        t0 = time.perf_counter()
+        res = api.optimize(
+            "zoo:nb201",
+            "ort-cpu",
+            space="nb201",
+            arch=start,
+            budgets=[f"latency_ms={budget}", "acc_drop=100"],
+            objective="accuracy",
+            generations=args.generations,
+            population=args.population,
+            measure_top=args.measure_top,
+            seed=args.seed,
+            strategy="random" if mode == "random" else "pareto",
+            measure_overrides=proto,
+        )
+        best = res.best
+        measured = sum(1 for c in [res.search.baseline, *res.search.front] if c.measured)
+        out[mode] = {
+            "result_arch": best.arch if best else None,
+            "result_true_acc": acc.get(best.arch) if best else None,
+            "result_in_table": bool(best and best.arch in acc),
+            "result_latency_ms": best.measured["latency_ms"] if best else None,
+            "measurements": sum(h["measured_total"] for h in res.search.history[-1:]) or measured,
+            "wall_s": round(time.perf_counter() - t0, 1),
+        }
+    # oracle: walk the table from the most accurate arch down, measuring until one meets the budget
+    oracle, tried = None, 0
+    for arch in reversed(ranked):
+        if tried >= args.oracle_cap:
+            break
+        tried += 1
+        if lat(arch) <= budget:
+            oracle = arch
+            break
+    out["oracle"] = {"arch": oracle, "true_acc": acc.get(oracle), "measured_tried": tried}
+    for mode in ("autogo", "random"):
+        r = out[mode]
+        r["regret_pp"] = (
+            (out["oracle"]["true_acc"] - r["result_true_acc"]) if oracle and r["result_true_acc"] else None
+        )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="resnet50,vgg16_bn,mobilenet_v2,edsr")
+    ap.add_argument("--targets", default="ort-cpu,npu-sim")
+    ap.add_argument("--modes", default="autogo,random,macs")
+    ap.add_argument("--generations", type=int, default=4)
+    ap.add_argument("--population", type=int, default=12)
+    ap.add_argument("--measure-top", type=int, default=2)
+    ap.add_argument("--max-runs", type=int, default=40)
+    ap.add_argument("--acc-drop", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--nb201-ground-truth", action="store_true")
+    ap.add_argument("--budget-frac", type=float, default=0.8)
+    ap.add_argument("--oracle-cap", type=int, default=80)
+    args = ap.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    if args.nb201_ground_truth:
+        doc = nb201_ground_truth(args)
+        print(json.dumps(doc, indent=2))
+        (RESULTS / "optimize_nb201_ground_truth.json").write_text(json.dumps(doc, indent=2))
+        return
+    rows = []
+    for model in args.models.split(","):
+        for target in args.targets.split(","):
+            for mode in args.modes.split(","):
+                row = run_one(model, target, mode, args)
+                rows.append(row)
+                lc = row.get("latency_change")
+                ec = row.get("energy_change")
+                print(
+                    f"{model:14s} {target:8s} {mode:7s} emitted={row['emitted']!s:5s} "
+                    f"latency {'-' if lc is None else f'{100 * lc:+.1f}%':>7s} "
+                    f"energy {'-' if ec is None else f'{100 * ec:+.1f}%':>7s} "
+                    f"wall {row['wall_s']:.0f}s rss {row['peak_rss_mb']:.0f} MB",
+                    flush=True,
+                )
+                (RESULTS / "optimize_gains.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Own-measurement store: resumable collection, noisy results refused, rows usable for training."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+
+import pytest
+
+from autogo_deploy.errors import DatabaseError
+from autogo_deploy.predictor import collect as C
+
+
+@dataclass
+class FakeMeasurement:
+    p50_ms: float
+    ci95_rel: float
+    mean_ms: float = 1.0
+    p90_ms: float = 1.1
+    runs: int = 30
+    energy_mj: float | None = 2.0
+    power_method: str = "modeled"
+    method: dict = field(default_factory=lambda: {"fake": True})
+    env: dict = field(default_factory=dict)
+
+
+@pytest.fixture
+def fake_measure(monkeypatch):
+    calls = []
+
+    def measure(data, tgt, **kw):
+        calls.append(len(data))
+        # every 3rd network is noisy on every try → must be refused, never stored
+        noisy = len(calls) % 3 == 0
+        return FakeMeasurement(p50_ms=1.0 + len(calls) / 100, ci95_rel=0.5 if noisy else 0.01)
+
+    import autogo_deploy.measure
+
+    monkeypatch.setattr(autogo_deploy.measure, "measure", measure)
+    return calls
+
+
+def test_collect_resumes_and_refuses_noise(tmp_path, fake_measure):
+    store = C.MeasurementStore(tmp_path / "m.sqlite")
+    first = C.collect("ort-cpu", "nb201", 2, store=store, retries=0)
+    assert first["measured"] + first["noisy"] == 2
+    second = C.collect("ort-cpu", "nb201", 3, store=store, retries=0)
+    assert second["skipped_existing"] == 2  # the first two were not measured again
+    rows = store.rows(target="ort-cpu")
+    assert len(rows) == first["measured"] + second["measured"]
+    failures = store.db.execute("SELECT reason FROM failures").fetchall()
+    assert failures and all("too noisy" in r[0] for r in failures)
+    for r in rows:
+        assert r["graph"].num_nodes > 10 and r["latency_ms"] > 0 and r["space"] == "nb201"
+    store.close()
+
+
+def test_foreign_database_is_refused(tmp_path):
+    path = tmp_path / "x.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO meta VALUES('schema', '99')")
+    db.commit()
+    db.close()
+    with pytest.raises(DatabaseError):
+        C.MeasurementStore(path)

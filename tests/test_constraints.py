@@ -1,0 +1,33 @@
+"""Budget parsing and judging for `optimize`."""
+
+from __future__ import annotations
+
+import pytest
+
+from autogo_deploy.constraints import check_objective, parse_budgets
+from autogo_deploy.errors import InputError
+
+
+def test_parse_and_defaults():
+    b = parse_budgets(["latency_ms=8 params=5e6", "acc_drop=0.5"])
+    assert b.limits == {"latency_ms": 8.0, "params": 5e6, "acc_drop": 0.5}
+    assert parse_budgets(None).acc_drop == 0.0
+
+
+@pytest.mark.parametrize("bad", ["latency=3", "latency_ms", "latency_ms=fast", "params=-1"])
+def test_bad_budgets_are_input_errors(bad):
+    with pytest.raises(InputError):
+        parse_budgets([bad])
+
+
+def test_violations():
+    b = parse_budgets(["latency_ms=8", "acc_drop=0"])
+    assert b.violations({"latency_ms": 9.0, "acc_delta": 0.1}) == ["latency_ms"]
+    assert b.violations({"latency_ms": 7.0, "acc_delta": -0.2}) == ["acc_drop"]
+    assert b.violations({"latency_ms": None, "acc_delta": None}) == []
+
+
+def test_objective_names():
+    assert check_objective("energy") == "energy"
+    with pytest.raises(InputError, match="valid: latency, energy, macs"):
+        check_objective("speed")

@@ -1,0 +1,86 @@
+"""`optimize` end to end on a small built-in network (NB201 space, ort-cpu, short protocol).
+
+Checks real behaviour: the input and every emitted model are measured on the target, the emitted
+model is valid ONNX with the input's inputs/outputs and is faster than the input as measured,
+and the JSON/HTML reports say where each number comes from.
+"""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+from autogo_deploy.cli.app import main
+from autogo_deploy.errors import InputError
+from autogo_deploy.onnx_ingest import random_inputs, run_ort
+
+ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def test_optimize_cli_nb201_space(tmp_path, capsys):
+    out = tmp_path / "best.onnx"
+    report = tmp_path / "report.html"
+    code = main(
+        [
+            "optimize",
+            "zoo:nb201",
+            "--space",
+            "nb201",
+            "--arch",
+            ARCH,
+            "--target",
+            "ort-cpu",
+            "--generations",
+            "1",
+            "--population",
+            "4",
+            "--measure-top",
+            "1",
+            "--max-runs",
+            "40",
+            "--budget",
+            "acc_drop=100",
+            "-o",
+            str(out),
+            "--report",
+            str(report),
+            "--json",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    doc = json.loads(captured.out)
+    assert doc["schema_version"] == 1 and doc["target"] == "ort-cpu"
+    base = doc["baseline"]
+    assert base["measured"]["latency_ms"] > 0 and base["measured"]["method"] == "measured"
+    assert doc["candidates_evaluated"] >= 1
+    assert all(c["measured"] for c in doc["front"])  # the final front is always measured
+    assert "fine-tuned" in doc["notice"]
+    assert doc["predictor"]["accuracy_source"].startswith("predicted")
+    if doc["best"]:
+        best = doc["best"]
+        assert best["measured"]["latency_ms"] < base["measured"]["latency_ms"]
+        assert best["arch"] and best["arch"] != ARCH
+        model = onnx.load(out)
+        onnx.checker.check_model(model, full_check=True)
+        assert [i.name for i in model.graph.input] == ["input"]
+        assert run_ort(model, random_inputs(model))[0].shape == (1, 10)
+    else:
+        assert not out.exists() and doc["why_no_result"]
+    html = report.read_text()
+    assert "<svg" in html and "Pareto" in html
+
+
+def test_optimize_rejects_bad_arguments(tmp_path):
+    from autogo_deploy import api
+
+    with pytest.raises(InputError, match="needs --arch"):
+        api.optimize("zoo:nb201", "ort-cpu", space="nb201")
+    with pytest.raises(InputError, match="unknown --space"):
+        api.optimize("zoo:nb201", "ort-cpu", space="darts")
+    with pytest.raises(InputError, match="model file not found"):
+        api.optimize(tmp_path / "missing.onnx", "ort-cpu")
+    with pytest.raises(InputError, match="unknown objective"):
+        api.optimize("zoo:nb201", "ort-cpu", objective="speed")

@@ -1,0 +1,115 @@
+"""The search engine with a synthetic proposer/scorer/measurer (real engine, fake world).
+
+Candidates are integers encoded as bytes; 'latency' = value, 'accuracy' falls when value drops below 40.
+"""
+
+from __future__ import annotations
+
+import random
+
+from autogo_deploy.constraints import parse_budgets
+from autogo_deploy.search import Candidate, Search, SearchConfig, candidate_id
+
+
+def _cand(v: int, parent=None) -> Candidate:
+    data = str(v).encode()
+    return Candidate(candidate_id(data), data, parent, 0, macs=v * 10, params=v)
+
+
+def _value(c: Candidate) -> int:
+    return int(c.model_bytes.decode())
+
+
+def proposer(parent, rng: random.Random, n: int):
+    v = _value(parent)
+    return [_cand(max(1, v - rng.randint(-3, 12)), parent.cid) for _ in range(n)]
+
+
+def scorer(cands):
+    # predicted latency is biased (x2) so the measured/predicted rescaling matters
+    return [
+        {"acc": 90.0 - max(0, 40 - _value(c)), "latency_ms": 2.0 * _value(c), "energy_mj": None}
+        for c in cands
+    ]
+
+
+def make(budgets=("acc_drop=0",), seed=0, generations=5, **kw):
+    measured = []
+
+    def measurer(c):
+        measured.append(_value(c))
+        return {"latency_ms": float(_value(c)), "energy_mj": None, "power_w": None}
+
+    base = _cand(100)
+    base.predicted = scorer([base])[0]
+    base.acc_delta = 0.0
+    s = Search(
+        base,
+        proposer=proposer,
+        scorer=scorer,
+        measurer=measurer,
+        budgets=parse_budgets(list(budgets)),
+        config=SearchConfig(generations=generations, population=8, measure_top=2, seed=seed),
+        **kw,
+    )
+    return s, measured
+
+
+def test_finds_faster_candidate_within_accuracy_budget():
+    s, measured = make()
+    r = s.run()
+    assert r.best is not None
+    assert r.best.measured["latency_ms"] < 100
+    assert _value(r.best) >= 40  # acc_drop=0: never accept a predicted accuracy loss
+    assert all(c.measured for c in r.front)  # the final front is always measured
+    assert measured[0] == 100  # the input is measured first
+
+
+def test_deterministic_for_a_seed():
+    a, _ = make(seed=3)
+    b, _ = make(seed=3)
+    ra, rb = a.run(), b.run()
+    assert ra.best.cid == rb.best.cid
+    assert [h["best_cid"] for h in ra.history] == [h["best_cid"] for h in rb.history]
+
+
+def test_hard_latency_budget_and_no_slower_emission():
+    s, _ = make(budgets=("latency_ms=60", "acc_drop=100"))
+    r = s.run()
+    assert r.best is None or r.best.measured["latency_ms"] <= 60
+    s2, _ = make(budgets=("latency_ms=0.5", "acc_drop=100"))
+    assert s2.run().best is None  # impossible budget: nothing is emitted
+
+
+def test_rescaling_uses_measurements():
+    s, _ = make(generations=2)
+    s.run()
+    assert abs(s.scale() - 0.5) < 1e-9  # measured = predicted / 2
+
+
+def test_interrupt_keeps_best_so_far():
+    calls = {"n": 0}
+
+    def flaky(parent, rng, n):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return proposer(parent, rng, n)
+
+    s, _ = make(generations=10)
+    s.propose = flaky
+    r = s.run()
+    assert r.stopped.startswith("interrupted")
+    assert r.best is not None and r.best.measured
+
+
+def test_checkpoint_resume(tmp_path):
+    s, _ = make(generations=2, checkpoint=tmp_path / "ck")
+    r1 = s.run()
+    assert (tmp_path / "ck" / "state.json").is_file()
+    s2, measured = make(generations=4, checkpoint=tmp_path / "ck")
+    s2.load_checkpoint(tmp_path / "ck")
+    assert s2.start_generation == 2
+    r2 = s2.run()
+    assert len(r2.history) == 4
+    assert r2.best.measured["latency_ms"] <= r1.best.measured["latency_ms"]

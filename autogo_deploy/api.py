@@ -122,6 +122,7 @@ def optimize(
     checkpoint: Path | None = None,
     resume: bool = False,
     input_shapes: dict | None = None,
+    db_path: str | Path | None = None,
     measure_overrides: dict | None = None,
     on_generation: Callable[[dict], None] | None = None,
     on_status: Callable[[str], None] | None = None,
@@ -157,10 +158,13 @@ def optimize(
         g = load(data, input_shapes=input_shapes, cleanup=True, verify=True)
         clean = g.to_bytes()
         baseline = Candidate(candidate_id(clean), clean, None, 0, **graph_stats(clean))
-        from autogo_deploy.segments.db import default_db
+        from autogo_deploy.segments.db import SegmentDB, default_db
 
-        status("opening the segment database (built on first use)")
-        db = default_db(progress=True)
+        if db_path is not None:
+            db = SegmentDB(db_path)  # DatabaseError (exit 2) when missing, corrupt or foreign
+        else:
+            status("opening the segment database (built into the cache on first use)")
+            db = default_db(progress=True)
         proposer = GraphProposer(str(db.path), align=tgt.channel_multiple, jobs=jobs)
     # measure-in-the-loop uses a shorter time cap than `profile` (the ±1% goal still stops it earlier)
     overrides = {"time_cap_s": min(10.0, float(tgt.protocol.get("time_cap_s", 10.0)))}

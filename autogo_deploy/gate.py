@@ -15,7 +15,9 @@ and otherwise *straddles*: another batch of runs is measured, up to `max_runs` /
 the verdict is *inconclusive* (exit code 5). Error rates are controlled across the planned looks and
 the budgets by Bonferroni: each look tests each statistical budget at `fail_alpha / (looks * m)`, so
 the chance that any look wrongly fails a model meeting all its budgets is at most `fail_alpha`
-(1% by default); the same for wrongly passing with `pass_alpha`.
+(1% by default); the same for wrongly passing with `pass_alpha`. These guarantees assume i.i.d.
+runs; against a slowdown of one whole harness process, a statistical fail must also be consistent:
+each of the last `min_fail_batches` batches (separate processes) must on its own exceed the limit.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def order_stat_lower(n: int, q: float, alpha: float) -> int | None:
     from scipy.stats import binom
 
     # largest j (1-based) with P(Bin(n, q) <= j - 1) <= alpha
-    j = int(binom.ppf(alpha, n, q))  # cdf(j) >= alpha at this j, so j itself is a candidate + 1 limit
+    j = int(binom.ppf(alpha, n, q))  # a starting point; the loops make the condition exact
     while j >= 1 and binom.cdf(j - 1, n, q) > alpha:
         j -= 1
     while j + 1 <= n and binom.cdf(j, n, q) <= alpha:

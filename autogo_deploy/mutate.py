@@ -24,7 +24,7 @@ import onnx
 from onnx import numpy_helper
 
 from autogo_deploy.errors import InputError, ResolveRejected
-from autogo_deploy.resolve import Plan, resolve
+from autogo_deploy.resolve import Plan, Resolution, resolve
 from autogo_deploy.resolve_ops import Op, Segment, Unsupported, analyse
 from autogo_deploy.solver import Certificate
 
@@ -111,34 +111,46 @@ def apply(
         seg = analyse(replacement_model)
     except Unsupported as exc:
         return Rejection(str(exc), "analyse", timings_ms=_lap(timings, "analyse", clock), code=exc.code)
+    except Exception as exc:  # a malformed replacement must not crash the caller
+        why = f"cannot analyse the replacement: {type(exc).__name__}: {_first_line(exc)}"
+        return Rejection(why, "analyse", timings_ms=_lap(timings, "analyse", clock), code="unsupported")
     weights = cost_weights or {}
     reference_macs = sum(n.macs * float(weights.get(n.op_type, 1.0)) for n in members)
-    res = best = None
-    solve_ms = 0.0
+    first = best = None
+    solve_ms, tried = 0.0, 0
     for b_ins, b_outs in _bindings(seg, graph, ins, outs):
-        res = resolve(
-            seg,
-            [graph.shape(t) for t in b_ins],
-            [graph.shape(t) for t in b_outs],
-            reference_macs=reference_macs,
-            align=align,
-            cost_weights=weights,
-            time_limit_s=time_limit_s,
-            seed=seed,
-        )
+        try:
+            res = resolve(
+                seg,
+                [graph.shape(t) for t in b_ins],
+                [graph.shape(t) for t in b_outs],
+                reference_macs=reference_macs,
+                align=align,
+                cost_weights=weights,
+                time_limit_s=time_limit_s,
+                seed=seed,
+            )
+        except Exception as exc:  # a resolver bug: reported as such, never raised to the caller
+            res = Resolution(
+                False, f"internal: {type(exc).__name__}: {_first_line(exc)}", None, code="internal"
+            )
+        tried += 1
+        first = first or res
         solve_ms += res.certificate.solve_time_ms if res.certificate else 0.0
         if res.ok:
             best = (res, b_ins, b_outs)
             break
     _lap(timings, "resolve", clock)
     timings["milp_solve"] = round(solve_ms, 3)
-    if best is None:
-        return Rejection(res.reason, "resolve", res.certificate, timings, code=res.code)
+    if best is None:  # the given binding's reason is the informative one
+        why = first.reason + (f" (and {tried - 1} other port bindings failed)" if tried > 1 else "")
+        return Rejection(why, "resolve", first.certificate, timings, code=first.code)
     res, b_ins, b_outs = best
     try:
         new_seg, fresh, inherited = materialise(seg, res.plan, graph, members, seed)
-    except Unsupported as exc:
-        return Rejection(str(exc), "materialise", res.certificate, timings)
+    except Exception as exc:
+        why = f"materialise failed: {type(exc).__name__}: {_first_line(exc)}"
+        return Rejection(why, "materialise", res.certificate, timings)
     _lap(timings, "materialise", clock)
     try:
         model = graph.splice(names, new_seg, b_ins, b_outs)

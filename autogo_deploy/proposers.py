@@ -73,13 +73,13 @@ def _mutate_task(args: tuple) -> list[dict]:
     g = load(parent_bytes, cleanup=False)
     occurrences = [o for o in segment_model(g, db) if 1 <= len(o.node_names) <= max_nodes]
     # prefer heavy segments: that is where the cost is
-    weight = {o: 1 + sum(g.node(n).macs for n in o.node_names) for o in occurrences}
+    weights = [(1 + sum(g.node(n).macs for n in o.node_names)) ** 0.5 for o in occurrences]
     out: list[dict] = []
     rejections: dict[str, int] = {}
     for k in range(tries):
         if not occurrences:
             break
-        occ = rng.choices(occurrences, weights=[weight[o] ** 0.5 for o in occurrences])[0]
+        occ = rng.choices(occurrences, weights=weights)[0]
         cr = float(occ.signature.channel_ratio) or 1.0
         replacements = db.replacements(occ, limit=24, channel_ratio_range=(cr / 4, cr * 4))
         if not replacements:
@@ -94,6 +94,8 @@ def _mutate_task(args: tuple) -> list[dict]:
             align=_WORKER["align"],
             cost_weights=_WORKER["weights"],
             time_limit_s=1.0,
+            inputs=list(occ.inputs),
+            outputs=list(occ.outputs),
         )
         if not isinstance(m, mutate.Mutant):
             rejections[m.stage] = rejections.get(m.stage, 0) + 1

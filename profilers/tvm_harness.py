@@ -96,6 +96,7 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
 
     from autogo_deploy.backends import tvm as tvm_backend
     from autogo_deploy.errors import AutogoError
+
     progress = ProgressEmitter()
     fold_bn = bool(opts.get("fold_bn", True))
     shapes = {k: tuple(v) for k, v in (args.input_shapes or {}).items()} or None

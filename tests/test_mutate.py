@@ -69,11 +69,11 @@ def test_replacing_a_segment_by_itself_inherits_everything_and_keeps_outputs():
 
 
 def test_same_seed_same_mutant_and_seed_changes_fresh_weights():
-    g = small("resnet18")
-    occ = block_names(g, "layer3.1.")
-    a = apply(g, occ, res_block(stride=1, cin=32, cout=32), seed=5, align=8)
-    b = apply(g, occ, res_block(stride=1, cin=32, cout=32), seed=5, align=8)
-    c = apply(g, occ, res_block(stride=1, cin=32, cout=32), seed=6, align=8)
+    g = small("mobilenet_v2")
+    occ = block_names(g, "features.5.")
+    a = apply(g, occ, res_block(stride=1, cin=8, cout=8), seed=5, align=8)
+    b = apply(g, occ, res_block(stride=1, cin=8, cout=8), seed=5, align=8)
+    c = apply(g, occ, res_block(stride=1, cin=8, cout=8), seed=6, align=8)
     assert isinstance(a, Mutant) and isinstance(c, Mutant)
     assert a.model.SerializeToString() == b.model.SerializeToString()
     assert a.changes == c.changes and a.model.SerializeToString() != c.model.SerializeToString()

@@ -304,7 +304,9 @@ def _tune(mod, target, options: dict[str, Any], tuning_dir: Path, trials: int, e
     done = _tuned_trials(tuning_dir)
     todo = max(0, trials - done)
     with target:
-        mod = tvm.transform.Sequential([relax.transform.CanonicalizeBindings(), relax.pipeline.zero_pipeline()])(mod)
+        mod = tvm.transform.Sequential(
+            [relax.transform.CanonicalizeBindings(), relax.pipeline.zero_pipeline()]
+        )(mod)
     if todo:
         emit({"phase": "tune", "detail": f"meta-schedule: {todo} new trials ({done} in the database)"})
         timeout = float(options.get("tune_timeout_s", 600.0))

@@ -7,8 +7,9 @@ import sys
 
 from rich.console import Console
 
-out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
-err = Console(file=sys.stderr, highlight=False)
+# file=None: rich looks up sys.stdout / sys.stderr at write time (works under capture and redirection)
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
 
 
 def parse_input_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]] | None:

@@ -38,6 +38,9 @@ def optimize(
     checkpoint: Annotated[Path | None, typer.Option(help="checkpoint folder (JSON + ONNX)")] = None,
     resume: Annotated[bool, typer.Option(help="resume from --checkpoint")] = False,
     input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="NAME=1x3x224x224")] = None,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="segment database (default: built into the cache)")
+    ] = None,
     max_runs: Annotated[int | None, typer.Option(help="cap on timed runs per measurement")] = None,
 ) -> None:
     """Evolve a model's computation graph for a target under budgets; write the best measured model."""
@@ -94,6 +97,7 @@ def optimize(
             checkpoint=checkpoint,
             resume=resume,
             input_shapes=parse_input_shapes(input_shape),
+            db_path=db,
             measure_overrides=overrides,
             on_generation=on_generation,
             on_status=on_status,

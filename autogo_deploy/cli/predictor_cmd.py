@@ -35,7 +35,7 @@ def train_cmd(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="checkpoint folder (default: cache folder)")
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 30,
+    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 25,
     hidden: Annotated[int, typer.Option(min=4, help="hidden width")] = 64,
     layers: Annotated[int, typer.Option(min=1, help="message-passing rounds")] = 4,
     basis: Annotated[int, typer.Option(min=1, help="latency basis size K")] = 8,

@@ -21,7 +21,7 @@ from pathlib import Path
 from autogo_deploy.errors import InputError
 
 FORMAT = "autogo-deploy-predictor"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: separate accuracy and cost encoders
 WEIGHTS = "model.safetensors"
 MANIFEST = "manifest.json"
 
@@ -55,6 +55,7 @@ def save(model, manifest: dict, folder: str | Path) -> Checkpoint:
     fd, tmp = tempfile.mkstemp(prefix=".weights.", suffix=".tmp", dir=folder)
     os.close(fd)
     save_file(state, tmp, metadata={"format": FORMAT})
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shipped checkpoint must be readable by everyone
     os.replace(tmp, folder / WEIGHTS)
     digest = _sha256(folder / WEIGHTS)
     doc = dict(manifest)
@@ -64,6 +65,7 @@ def save(model, manifest: dict, folder: str | Path) -> Checkpoint:
     fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=folder)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, folder / MANIFEST)
     return Checkpoint(model, doc, folder)
 

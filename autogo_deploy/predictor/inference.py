@@ -93,9 +93,16 @@ class Predictor:
         `predictor train`, else the small checkpoint shipped in the package."""
         env = os.environ.get("AUTOGO_PREDICTOR_CHECKPOINT")
         candidates = [Path(env)] if env else [ckpt.cache_checkpoint_dir(), ckpt.packaged_dir()]
-        for folder in candidates:
+        for i, folder in enumerate(candidates):
             if (folder / ckpt.MANIFEST).is_file():
-                return cls.load(folder)
+                try:
+                    return cls.load(folder)
+                except InputError as exc:
+                    if env or i == len(candidates) - 1:
+                        raise
+                    import sys
+
+                    print(f"note: skipping predictor checkpoint {folder}: {exc.one_line()}", file=sys.stderr)
         raise ModelError(
             "no predictor checkpoint found",
             hint="run `autogo-deploy predictor train` (needs ../shared/data) or set AUTOGO_PREDICTOR_CHECKPOINT",

@@ -4,7 +4,9 @@ Encoder: node features → MLP → `layers` rounds of directed message passing. 
 SAGE convolutions with their own weights: one aggregates from predecessors (data flow), one from
 successors (reverse flow), so the encoder knows which way tensors travel. P, S and C are disjoint
 subgraphs of the batch (see features.split_with_ports), so one pass encodes all three with shared
-weights; each part is pooled (mean and max) and the three poolings are concatenated in P, S, C order.
+weights; each part is pooled (mean and max over alive nodes) and the three poolings are concatenated
+in P, S, C order. There are two such encoders (towers): one feeds the accuracy head, one the cost
+heads — with one encoder for both, the accuracy and latency losses traded against each other.
 
 Heads:
 - accuracy (target independent): MLP over [P | S | C] → standardised scores for CIFAR-10,
@@ -33,26 +35,37 @@ FIXED_BASES = 4  # constant, MACs / 1e8, activation bytes / 1e7, nodes / 100
 _MACS_COL, _BYTES_COL = NUM_OPS + 12, NUM_OPS + 14
 
 
-class PSCModel(nn.Module):
-    def __init__(
-        self,
-        *,
-        hidden: int = 64,
-        layers: int = 4,
-        basis: int = 8,
-        devices: list[str] | None = None,
-        cost_grad: float = 1.0,
-    ):
+class PSCEncoder(nn.Module):
+    """Node rows → MLP → `layers` rounds of directed message passing (residual + LayerNorm)."""
+
+    def __init__(self, hidden: int, layers: int):
         super().__init__()
-        self.cost_grad = float(cost_grad)  # training only: how much latency/energy losses shape the encoder
-        self.hidden, self.layers, self.basis = hidden, layers, basis
-        self.devices: list[str] = list(devices or [])
         self.inp = nn.Sequential(nn.Linear(NUM_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
         self.fwd = nn.ModuleList(SAGEConv(hidden, hidden, aggr="mean") for _ in range(layers))
         self.bwd = nn.ModuleList(
             SAGEConv(hidden, hidden, aggr="mean", root_weight=False) for _ in range(layers)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        rev = edge_index.flip(0)
+        for fwd, bwd, norm in zip(self.fwd, self.bwd, self.norms, strict=True):
+            h = h + F.relu(norm(fwd(h, edge_index) + bwd(h, rev)))
+        return h
+
+
+class PSCModel(nn.Module):
+    def __init__(
+        self, *, hidden: int = 64, layers: int = 4, basis: int = 8, devices: list[str] | None = None
+    ):
+        super().__init__()
+        self.hidden, self.layers, self.basis = hidden, layers, basis
+        self.devices: list[str] = list(devices or [])
+        # two towers, each shared by P, S and C: accuracy and cost learn different things from the same
+        # graph, and one shared encoder traded one for the other in our runs (see docs/predictor.md)
+        self.acc_encoder = PSCEncoder(hidden, layers)
+        self.cost_encoder = PSCEncoder(hidden, layers)
         self.acc_head = nn.Sequential(
             nn.Linear(6 * hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden), nn.ReLU(),
             nn.Linear(hidden, ACC_OUTPUTS),
@@ -69,34 +82,26 @@ class PSCModel(nn.Module):
     def config(self) -> dict:
         return {"hidden": self.hidden, "layers": self.layers, "basis": self.basis, "devices": self.devices}
 
-    def encode(self, b: Batch) -> torch.Tensor:
-        h = self.inp(b.x)
-        rev = b.edge_index.flip(0)
-        for fwd, bwd, norm in zip(self.fwd, self.bwd, self.norms, strict=True):
-            h = h + F.relu(norm(fwd(h, b.edge_index) + bwd(h, rev)))
-        return h
-
-    def forward(self, b: Batch) -> dict[str, torch.Tensor]:
-        h = self.encode(b)
-        n_parts = 3 * b.num_graphs
-        w = b.pool_w[:, None]
-        total = scatter(w, b.part, dim=0, dim_size=n_parts, reduce="sum").clamp_min(1e-6)
-        mean = scatter(h * w, b.part, dim=0, dim_size=n_parts, reduce="sum") / total
-        mx = scatter(h.masked_fill(w == 0, -1e4), b.part, dim=0, dim_size=n_parts, reduce="max").clamp_min(
-            -1.0
-        )
-        pooled = torch.cat([mean, mx], dim=1).reshape(b.num_graphs, 6 * self.hidden)
-        acc = self.acc_head(pooled)
-        # forward unchanged; the cost heads' gradient reaches the shared encoder scaled by cost_grad
-        hc = h if self.cost_grad == 1.0 else h.detach() + self.cost_grad * (h - h.detach())
+    def forward(self, b: Batch, *, need_acc: bool = True) -> dict[str, torch.Tensor]:
+        out = {}
+        if need_acc:
+            h = self.acc_encoder(b.x, b.edge_index)
+            n_parts = 3 * b.num_graphs
+            w = b.pool_w[:, None]
+            total = scatter(w, b.part, dim=0, dim_size=n_parts, reduce="sum").clamp_min(1e-6)
+            mean = scatter(h * w, b.part, dim=0, dim_size=n_parts, reduce="sum") / total
+            masked = h.masked_fill(w == 0, -1e4)
+            mx = scatter(masked, b.part, dim=0, dim_size=n_parts, reduce="max").clamp_min(-1.0)
+            out["acc"] = self.acc_head(torch.cat([mean, mx], dim=1).reshape(b.num_graphs, 6 * self.hidden))
+        hc = self.cost_encoder(b.x, b.edge_index)
         log_cost = self.cost_head(torch.cat([hc, b.x], dim=1)).clamp(-20.0, 10.0)
         macs = torch.exp2(b.x[:, _MACS_COL] * 32.0) - 1.0
         act_bytes = torch.exp2(b.x[:, _BYTES_COL] * 32.0) - 1.0
         fixed = torch.stack([macs / 1e8, act_bytes / 1e7, torch.full_like(macs, 0.01)], dim=1)
         cost = torch.cat([fixed, torch.exp(log_cost)], dim=1) * b.cost_w[:, None]
         basis = scatter(cost, b.graph, dim=0, dim_size=b.num_graphs, reduce="sum")
-        basis = torch.cat([torch.ones(b.num_graphs, 1, dtype=basis.dtype), basis], dim=1)
-        return {"acc": acc, "basis": basis}
+        out["basis"] = torch.cat([torch.ones(b.num_graphs, 1, dtype=basis.dtype), basis], dim=1)
+        return out
 
     def lat_embeddings(self) -> torch.Tensor:
         return F.softplus(self.lat_raw)

@@ -58,7 +58,7 @@ def gemm_expected(out_features: int, gain: float, x: Moments) -> Moments:
     return np.zeros(out_features), np.full(out_features, gain * gain * second)
 
 
-def relu(x: Moments, upper: float | None = None) -> Moments:
+def relu(x: Moments) -> Moments:
     """Moments of max(X, 0) for X ~ N(mean, var) per channel (the upper clip of ReLU6 is ignored)."""
     mu, var = x
     sd = np.sqrt(np.maximum(var, 0.0))

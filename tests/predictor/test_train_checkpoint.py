@@ -60,3 +60,46 @@ def test_tampered_weights_are_refused(tiny_checkpoint, tmp_path):
 def test_missing_checkpoint_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no predictor checkpoint"):
         ckpt.load(tmp_path)
+
+
+def _packaged_or_skip():
+    folder = ckpt.packaged_dir()
+    if not (folder / ckpt.MANIFEST).is_file():
+        pytest.skip("no packaged checkpoint in this checkout")
+    return folder
+
+
+def test_packaged_checkpoint_is_small_safe_and_works_offline(tmp_path, monkeypatch):
+    from autogo_deploy.predictor.arch_graphs import nb201_tensors
+    from autogo_deploy.predictor.inference import Predictor
+
+    folder = _packaged_or_skip()
+    files = sorted(p.name for p in folder.iterdir() if not p.name.startswith("__"))
+    assert files == ["manifest.json", "model.safetensors"]
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 5 * 2**20
+    monkeypatch.setenv("AUTOGO_CACHE_DIR", str(tmp_path))  # no user state: the packaged one is used
+    monkeypatch.delenv("AUTOGO_PREDICTOR_CHECKPOINT", raising=False)
+    p = Predictor.load_default()
+    assert p.checkpoint.path == folder
+    emb = p.embedding("ort-cpu")
+    (pred,) = p.predict(
+        [
+            nb201_tensors(
+                "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+            )
+        ],
+        emb,
+    )
+    assert 50 < pred.acc < 100 and pred.latency_ms > 0 and pred.source == "predicted"
+
+
+def test_stale_cache_checkpoint_falls_back_to_packaged(tmp_path, monkeypatch):
+    from autogo_deploy.predictor.inference import Predictor
+
+    folder = _packaged_or_skip()
+    monkeypatch.setenv("AUTOGO_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("AUTOGO_PREDICTOR_CHECKPOINT", raising=False)
+    stale = ckpt.cache_checkpoint_dir()
+    stale.mkdir(parents=True)
+    (stale / ckpt.MANIFEST).write_text(json.dumps({"format": ckpt.FORMAT, "format_version": 0}))
+    assert Predictor.load_default().checkpoint.path == folder

@@ -84,3 +84,24 @@ def test_precomputed_descriptors_match_the_generic_ones():
     for family, arch in (("nb201", NB201_ARCHS[2]), ("nb101", NB101_CELL), ("fbnet", FBNET_OPS)):
         sg = build_lite(family, arch)
         assert all(n.segment_desc == describe_node(sg, n) for n in sg.nodes)
+
+
+@pytest.mark.slow
+def test_lite_equals_graph_load_on_a_random_sample():
+    import random
+
+    from autogo_deploy.segments import corpus
+
+    rng = random.Random(0)
+    items = corpus.items(["nb201", "nb101", "fbnet", "vgg", "mobilenet_v2", "resnet"])
+    by_family: dict[str, list] = {}
+    for it in items:
+        by_family.setdefault(it.family, []).append(it)
+    sample = (
+        rng.sample(by_family["nb201"], 40)
+        + rng.sample(by_family["nb101"], 10)
+        + rng.sample(by_family["fbnet"], 10)
+    )
+    sample += by_family["vgg"] + by_family["mobilenet_v2"] + by_family["resnet"][1:2]
+    for it in sample:
+        _assert_same(load_struct(it), build_lite(it.family, it.arch))

@@ -159,7 +159,7 @@ class Search:
         pts = []
         for c in self.pool.values():
             cost = c.cost(self.key, s)
-            if cost is None or (c is not self.baseline and not self.feasible(c)):
+            if not c.model_bytes or cost is None or (c is not self.baseline and not self.feasible(c)):
                 continue
             pts.append((c, (-(c.acc_delta or 0.0), cost, float(c.params))))
         front = []
@@ -187,6 +187,13 @@ class Search:
             self.pool[c.cid] = c
         return fresh
 
+    def _release_memory(self) -> None:
+        """Keep model bytes only for the front and measured candidates (big models are 100+ MB each)."""
+        keep = {c.cid for c in self.front()} | {self.baseline.cid}
+        for c in self.pool.values():
+            if c.cid not in keep and not c.measured and c.model_bytes:
+                c.model_bytes = b""
+
     def _measure(self, c: Candidate) -> None:
         if c.measured is None:
             c.measured = self.measure(c)
@@ -206,7 +213,7 @@ class Search:
                 g0 = time.perf_counter()
                 parents = self.front() or [self.baseline]
                 if self.cfg.strategy == "random":  # random search: parents drawn from everything valid
-                    pool = sorted(self.pool.values(), key=lambda c: c.cid)
+                    pool = sorted((c for c in self.pool.values() if c.model_bytes), key=lambda c: c.cid)
                     parents = rng.sample(pool, min(len(pool), len(parents)))
                 proposals: list[Candidate] = []
                 per_parent = max(1, math.ceil(self.cfg.population / len(parents)))
@@ -224,6 +231,7 @@ class Search:
                     ok.sort(key=lambda c: (_or_inf(c.cost(self.key, s)), c.cid))
                 for c in ok[: self.cfg.measure_top]:
                     self._measure(c)
+                self._release_memory()
                 self._record(gen + 1, len(proposals), len(fresh), len(ok), time.perf_counter() - g0, t0)
                 if self.cfg.time_limit_s and time.perf_counter() - t0 > self.cfg.time_limit_s:
                     stopped = "time limit"

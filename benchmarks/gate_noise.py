@@ -455,7 +455,27 @@ def print_table(result: dict, out: Path = RESULTS) -> None:
             f"{s['mean_runs']:>6.0f}"
         )
     print("goals: base fail rate <= 0.01 (false fails); slow fail rate >= 0.95 (detection)")
+    print_periods(result)
     print(f"results: {out}")
+
+
+def print_periods(result: dict, size: int = 25) -> None:
+    """The same verdicts in consecutive blocks of pairs: how they follow the machine's state."""
+    rows = result["rows"]
+    n = min(len(rows["base"]), len(rows["slow"]))
+    print(f"by blocks of {size} pairs: base level = median budget/1.05; ratio = slow truth / base truth")
+    print(
+        f"{'pairs':>9} {'base ms':>8} {'ratio':>6} {'base fails':>10} {'base inc':>8} {'slow fails':>10} {'slow inc':>8}"
+    )
+    for lo in range(0, n, size):
+        b, w = rows["base"][lo : lo + size], rows["slow"][lo : lo + size]
+        level = float(np.median([r["budget_ms"] for r in b])) / 1.05
+        ratio = float(np.median([x["truth_ms"] / y["truth_ms"] for x, y in zip(w, b, strict=True)]))
+        count = lambda rs, v: sum(r["verdict"] == v for r in rs)  # noqa: E731
+        print(
+            f"{lo:>4}-{lo + len(b) - 1:<4} {level:>8.2f} {ratio:>6.3f} {count(b, 'fail'):>5}/{len(b):<4} "
+            f"{count(b, 'inconclusive'):>8} {count(w, 'fail'):>5}/{len(w):<4} {count(w, 'inconclusive'):>8}"
+        )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from tiny_models import make_tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
+from tiny_models import make_tiny_cnn
 
 from autogo_deploy.cli.app import main
 

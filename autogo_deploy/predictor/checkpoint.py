@@ -21,7 +21,7 @@ from pathlib import Path
 from autogo_deploy.errors import InputError
 
 FORMAT = "autogo-deploy-predictor"
-FORMAT_VERSION = 2  # 2: separate accuracy and cost encoders
+FORMAT_VERSION = 3  # 2: separate accuracy and cost encoders; 3: op-kind count bases
 WEIGHTS = "model.safetensors"
 MANIFEST = "manifest.json"
 
@@ -94,7 +94,10 @@ def load(folder: str | Path) -> Checkpoint:
     cfg = doc["model"]
     model = PSCModel(hidden=cfg["hidden"], layers=cfg["layers"], basis=cfg["basis"], devices=cfg["devices"])
     state = load_file(str(wpath))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensor shapes of another model version
+        raise InputError(f"checkpoint {folder} does not fit this model: {str(exc).splitlines()[0]}") from None
     if missing or unexpected:
         raise InputError(
             f"checkpoint {folder} does not fit the model (missing {missing[:3]}, extra {unexpected[:3]})"

@@ -12,10 +12,11 @@ Heads:
 - accuracy (target independent): MLP over [P | S | C] → standardised scores for CIFAR-10,
   CIFAR-100 and ImageNet16-120 (train.py keeps the affine map back to percent).
 - latency / energy (target dependent): every real node gets K non-negative costs
-  c_v = exp(MLP(h_v)); a graph's basis is G = [1, MACs, activation bytes, node count, Σ_v c_v]
-  (K + 4 numbers, each a sum over nodes weighted by their repeat count, so additive over P, S and C;
-  the three fixed sums give the learned ones a physically meaningful start). A target is an
-  embedding z ≥ 0 of K + 4 numbers; latency_ms = G · z and energy_mj = G · e. Training targets own a learned z; a new target's z is fitted from its measured
+  c_v = exp(MLP(h_v)); a graph's basis is G = [1, MACs, activation bytes, node count, counts of
+  convolutions by kernel (1, 3, 5+, depthwise) and of op kinds, Σ_v c_v] (each a sum over nodes
+  weighted by their repeat count, so additive over P, S and C; the fixed sums give the learned ones a
+  physically meaningful start and let a few measurements express per-op costs). A target is an
+  embedding z ≥ 0 over G; latency_ms = G · z and energy_mj = G · e. Training targets own a learned z; a new target's z is fitted from its measured
   reference latencies (fewshot.py), a linear problem because the basis does not depend on z.
 """
 
@@ -28,11 +29,22 @@ from torch_geometric.nn import SAGEConv
 from torch_geometric.utils import scatter
 
 from autogo_deploy.predictor.batching import Batch
-from autogo_deploy.predictor.features import NUM_FEATURES, NUM_OPS
+from autogo_deploy.predictor.features import NUM_FEATURES, NUM_OPS, OP_VOCAB
 
 ACC_OUTPUTS = 3
-FIXED_BASES = 4  # constant, MACs / 1e8, activation bytes / 1e7, nodes / 100
-_MACS_COL, _BYTES_COL = NUM_OPS + 12, NUM_OPS + 14
+_MACS_COL, _BYTES_COL, _KERNEL_COL, _DW_COL = NUM_OPS + 12, NUM_OPS + 14, NUM_OPS + 0, NUM_OPS + 5
+# node-count bases by kind: the per-op cost structure a target can have (launch overheads, per-op
+# kernels) that MACs and bytes alone do not express; counts are repeat-weighted and scaled by 1/10
+_KINDS = (
+    ("Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu", "PRelu", "Gelu", "Erf"),
+    ("AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool"),
+    ("Add", "Sum", "Sub"),
+    ("Mul", "Div", "Pow", "Sqrt"),
+    ("Concat", "Split", "Slice", "Reshape", "Transpose", "Flatten", "Pad", "Resize", "DepthToSpace",
+     "SpaceToDepth", "Identity"),
+    ("Gemm", "MatMul"),
+)  # fmt: skip
+FIXED_BASES = 4 + 4 + len(_KINDS)  # constant, MACs, bytes, nodes; conv k1/k3/k5+/depthwise; kinds
 
 
 class PSCEncoder(nn.Module):
@@ -97,11 +109,22 @@ class PSCModel(nn.Module):
         log_cost = self.cost_head(torch.cat([hc, b.x], dim=1)).clamp(-20.0, 10.0)
         macs = torch.exp2(b.x[:, _MACS_COL] * 32.0) - 1.0
         act_bytes = torch.exp2(b.x[:, _BYTES_COL] * 32.0) - 1.0
-        fixed = torch.stack([macs / 1e8, act_bytes / 1e7, torch.full_like(macs, 0.01)], dim=1)
+        fixed = torch.cat([torch.stack([macs / 1e8, act_bytes / 1e7, torch.full_like(macs, 0.01)], dim=1),
+                           0.1 * self._kind_counts(b.x)], dim=1)  # fmt: skip
         cost = torch.cat([fixed, torch.exp(log_cost)], dim=1) * b.cost_w[:, None]
         basis = scatter(cost, b.graph, dim=0, dim_size=b.num_graphs, reduce="sum")
         out["basis"] = torch.cat([torch.ones(b.num_graphs, 1, dtype=basis.dtype), basis], dim=1)
         return out
+
+    def _kind_counts(self, x: torch.Tensor) -> torch.Tensor:
+        conv = x[:, OP_VOCAB.index("Conv")] + x[:, OP_VOCAB.index("ConvTranspose")]
+        dw = conv * x[:, _DW_COL]
+        k = torch.round(x[:, _KERNEL_COL] * 7.0)
+        dense = conv - dw
+        cols = [dense * (k <= 1), dense * (k == 3) + dense * (k == 2), dense * (k >= 4), dw]
+        for kind in _KINDS:
+            cols.append(x[:, [OP_VOCAB.index(op) for op in kind]].sum(dim=1))
+        return torch.stack(cols, dim=1)
 
     def lat_embeddings(self) -> torch.Tensor:
         return F.softplus(self.lat_raw)

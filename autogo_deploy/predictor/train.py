@@ -108,6 +108,9 @@ def train(ts: TrainSet, cfg: TrainConfig, *, log: Callable[[str], None] | None =
                 la = F.mse_loss(out["acc"][ma], ya[ma])
                 loss = loss + cfg.acc_weight * la
                 sums[0] += float(la.detach())
+            # one Huber mean over every latency and energy label of the batch: each label weighs the
+            # same, so a few noisy (modeled) energy labels cannot outweigh thousands of latencies
+            errs = []
             for j, (labels, emb) in enumerate(
                 ((lat[idx], model.lat_embeddings()), (energy[idx], model.energy_embeddings())), start=1
             ):
@@ -115,9 +118,11 @@ def train(ts: TrainSet, cfg: TrainConfig, *, log: Callable[[str], None] | None =
                 if m.any():
                     pred = out["basis"] @ emb.T
                     err = torch.log(pred[m].clamp_min(1e-6)) - torch.log(labels[m].clamp_min(1e-6))
-                    lj = F.smooth_l1_loss(err, torch.zeros_like(err), beta=0.1)
-                    loss = loss + cfg.lat_weight * lj
-                    sums[j] += float(lj.detach())
+                    errs.append(err)
+                    sums[j] += float(F.smooth_l1_loss(err, torch.zeros_like(err), beta=0.1).detach())
+            if errs:
+                err = torch.cat(errs)
+                loss = loss + cfg.lat_weight * F.smooth_l1_loss(err, torch.zeros_like(err), beta=0.1)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -159,8 +164,8 @@ def _init_embeddings(model, ts: TrainSet) -> None:
                 col = labels[:, d]
                 col = col[np.isfinite(col)]
                 if col.size:
-                    # learned basis entries start near 40 nodes * exp(-3) ≈ 2; share the median evenly
-                    per = float(np.median(col)) / (2.0 * (model.basis + 4))
+                    # the basis sums to roughly 3 per column at the start; share the median evenly
+                    per = float(np.median(col)) / (3.0 * store.shape[1])
                     store[d].fill_(float(np.log(np.expm1(max(per, 1e-6)))))
 
 

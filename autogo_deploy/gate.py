@@ -2,22 +2,23 @@
 
 A budget `metric <= limit` on a noisy quantity is never judged on a single number:
 
-* percentiles (latency p50/p90/p99) get distribution-free bounds from order statistics. With n
-  i.i.d. runs sorted x(1) <= ... <= x(n), P(x(k) < q-quantile) = P(Binomial(n, q) >= k), so the
-  smallest k with P(Bin(n, q) >= k) <= a makes x(k) an upper bound at level 1 - a, and the largest
-  j with P(Bin(n, q) <= j - 1) <= a makes x(j) a lower bound;
-* means over batches (energy per inference, average power: one value per measurement batch) get a
-  Student-t bound over the batch values (needs >= 2 batches);
+* percentiles (latency p50/p90/p99): two bounds (autogo_deploy/bounds.py), both must agree:
+  distribution-free order-statistic bounds on the pooled runs (right for i.i.d. runs) and batch-means
+  Student-t bounds over per-batch estimates (right when each harness process has its own speed,
+  which is what real machines do). The reported lower bound is the smaller of the two lower bounds,
+  the upper bound the larger of the two upper bounds;
+* means over batches (energy per inference, average power: one value per batch): Student-t bounds;
 * observed values (peak memory) and exact counts (params, MACs, file size) are compared directly.
 
 A budget *fails* when the lower bound exceeds the limit, *passes* when the upper bound is within it,
-and otherwise *straddles*: another batch of runs is measured, up to `max_runs` / `max_seconds`, then
-the verdict is *inconclusive* (exit code 5). Error rates are controlled across the planned looks and
-the budgets by Bonferroni: each look tests each statistical budget at `fail_alpha / (looks * m)`, so
-the chance that any look wrongly fails a model meeting all its budgets is at most `fail_alpha`
-(1% by default); the same for wrongly passing with `pass_alpha`. These guarantees assume i.i.d.
-runs; against a slowdown of one whole harness process, a statistical fail must also be consistent:
-each of the last `min_fail_batches` batches (separate processes) must on its own exceed the limit.
+and otherwise *straddles*. Runs are measured in batches of `batch_runs`, each in a fresh harness
+process; the gate looks at the evidence only at planned batch counts (`look_schedule`: the first at
+`min_batches`, then about x1.5 each time, up to `max_runs`); while a bound straddles, it measures on,
+and at the run or time cap the verdict is *inconclusive* (exit code 5). Error rates are controlled
+across the planned looks and the budgets by Bonferroni: each look tests each statistical budget at
+`fail_alpha / (looks * m)`, so the chance that any look wrongly fails a model meeting all its
+budgets is at most `fail_alpha` (1% by default); the same for wrongly passing with `pass_alpha`.
+A deterministic backend (simulator, predictor) decides after its single evaluation.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from autogo_deploy.bounds import batch_means_bounds, mean_bounds, quantile_bounds
 from autogo_deploy.budgets import METRICS, Budget
 from autogo_deploy.errors import EnvironmentError_, InputError
 
@@ -44,10 +45,10 @@ class GateSettings:
 
     fail_alpha: float = 0.01  # family-wise false-fail rate over looks and budgets
     pass_alpha: float = 0.05  # family-wise false-pass rate over looks and budgets
-    batch_runs: int = 200  # runs per look (one measurement batch)
-    max_runs: int = 2000  # cap on runs, sets the number of planned looks
+    batch_runs: int = 100  # runs per batch (one harness process)
+    max_runs: int = 3000  # cap on runs; with batch_runs it fixes the planned looks
     max_seconds: float = 120.0  # cap on measuring time; then inconclusive
-    min_fail_batches: int = 2  # a fail needs evidence from this many separate batches
+    min_batches: int = 3  # first look: batch means need a few processes to see their spread
 
     def __post_init__(self) -> None:
         for name in ("fail_alpha", "pass_alpha"):
@@ -60,13 +61,25 @@ class GateSettings:
             )
         if not self.max_seconds > 0:
             raise InputError(f"gate setting max_seconds must be > 0, got {self.max_seconds}")
-        if self.min_fail_batches < 1:
-            raise InputError(f"gate setting min_fail_batches must be >= 1, got {self.min_fail_batches}")
+        if self.min_batches < 1:
+            raise InputError(f"gate setting min_batches must be >= 1, got {self.min_batches}")
+
+    @property
+    def max_batches(self) -> int:
+        return math.ceil(self.max_runs / self.batch_runs)
+
+    def look_schedule(self) -> tuple[int, ...]:
+        """Batch counts at which the gate judges: min_batches, then x1.5 (at least +1), up to the cap."""
+        last = self.max_batches
+        looks = [min(self.min_batches, last)]
+        while looks[-1] < last:
+            looks.append(min(last, max(looks[-1] + 1, math.ceil(looks[-1] * 1.5))))
+        return tuple(looks)
 
     @property
     def looks(self) -> int:
-        """Planned looks (batches); the Bonferroni divisor."""
-        return math.ceil(self.max_runs / self.batch_runs)
+        """Planned looks; the Bonferroni divisor."""
+        return len(self.look_schedule())
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> GateSettings:
@@ -75,72 +88,13 @@ class GateSettings:
         for key, value in values.items():
             if key not in known:
                 raise InputError(f"unknown gate setting {key!r}", hint=f"valid: {', '.join(sorted(known))}")
-            kwargs[key] = (
-                int(value) if key in {"batch_runs", "max_runs", "min_fail_batches"} else float(value)
-            )
+            kwargs[key] = int(value) if key in {"batch_runs", "max_runs", "min_batches"} else float(value)
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__dataclass_fields__} | {"looks": self.looks}
-
-
-# ---------------------------------------------------------------- bounds
-
-
-@lru_cache(maxsize=4096)
-def order_stat_upper(n: int, q: float, alpha: float) -> int | None:
-    """0-based index k of the sorted sample that is an upper (1 - alpha) bound on the q-quantile,
-    or None when n is too small for any finite bound."""
-    from scipy.stats import binom
-
-    # smallest k (1-based) with P(Bin(n, q) >= k) <= alpha, i.e. cdf(k - 1) >= 1 - alpha
-    k = int(binom.ppf(1.0 - alpha, n, q)) + 1
-    while k > 1 and binom.sf(k - 2, n, q) <= alpha:  # guard against ppf rounding
-        k -= 1
-    while k <= n and binom.sf(k - 1, n, q) > alpha:
-        k += 1
-    return k - 1 if k <= n else None
-
-
-@lru_cache(maxsize=4096)
-def order_stat_lower(n: int, q: float, alpha: float) -> int | None:
-    """0-based index j of the sorted sample that is a lower (1 - alpha) bound on the q-quantile,
-    or None when n is too small for any finite bound."""
-    from scipy.stats import binom
-
-    # largest j (1-based) with P(Bin(n, q) <= j - 1) <= alpha
-    j = int(binom.ppf(alpha, n, q))  # a starting point; the loops make the condition exact
-    while j >= 1 and binom.cdf(j - 1, n, q) > alpha:
-        j -= 1
-    while j + 1 <= n and binom.cdf(j, n, q) <= alpha:
-        j += 1
-    return j - 1 if j >= 1 else None
-
-
-def quantile_bounds(
-    samples: Sequence[float], q: float, alpha_low: float, alpha_high: float
-) -> tuple[float, float]:
-    """(lower, upper) distribution-free confidence bounds on the q-quantile; +-inf where none exists."""
-    xs = np.sort(np.asarray(samples, dtype=float))
-    n = len(xs)
-    lo_i = order_stat_lower(n, q, alpha_low) if n else None
-    hi_i = order_stat_upper(n, q, alpha_high) if n else None
-    lower = float(xs[lo_i]) if lo_i is not None else -math.inf
-    upper = float(xs[hi_i]) if hi_i is not None else math.inf
-    return lower, upper
-
-
-def mean_bounds(values: Sequence[float], alpha_low: float, alpha_high: float) -> tuple[float, float]:
-    """(lower, upper) Student-t bounds on the mean of per-batch values; +-inf with fewer than 2."""
-    from scipy.stats import t
-
-    xs = np.asarray(values, dtype=float)
-    if len(xs) < 2:
-        return -math.inf, math.inf
-    sem = float(np.std(xs, ddof=1)) / math.sqrt(len(xs))
-    mean = float(np.mean(xs))
-    df = len(xs) - 1
-    return mean - float(t.ppf(1.0 - alpha_low, df)) * sem, mean + float(t.ppf(1.0 - alpha_high, df)) * sem
+        return {f: getattr(self, f) for f in self.__dataclass_fields__} | {
+            "looks": list(self.look_schedule())
+        }
 
 
 # ---------------------------------------------------------------- evidence
@@ -189,19 +143,6 @@ class Evidence:
         self.batches += 1
         self.batch_sizes.append(len(batch.samples_ms))
         self.origin = batch.origin or self.origin
-
-    def batch_estimates(self, metric_name: str) -> list[float]:
-        """The metric's point estimate in each batch on its own (for the consistency rule)."""
-        spec = METRICS[metric_name]
-        if spec.kind == "mean":
-            return list(self.energy_mj if metric_name == "energy_mj" else self.power_w)
-        if spec.kind != "percentile":
-            return []
-        out, start = [], 0
-        for size in self.batch_sizes:
-            out.append(float(np.quantile(self.samples_ms[start : start + size], spec.quantile)))
-            start += size
-        return out
 
 
 @dataclass
@@ -276,11 +217,15 @@ def _bounds_for(
                 ev.origin or f"deterministic backend, {len(ev.samples_ms)} runs",
             )
         lo, hi = quantile_bounds(ev.samples_ms, spec.quantile, alpha_fail, alpha_pass)
+        lo_b, hi_b, groups = batch_means_bounds(
+            ev.samples_ms, ev.batch_sizes, spec.quantile, alpha_fail, alpha_pass
+        )
+        how = f"order-statistic and batch-means bounds, {len(ev.samples_ms)} runs in {ev.batches} batch(es)"
         return (
             estimate,
-            lo,
-            hi,
-            f"order-statistic bounds, {len(ev.samples_ms)} runs in {ev.batches} batch(es)",
+            min(lo, lo_b),
+            max(hi, hi_b),
+            how + (f", {groups} groups" if groups != ev.batches else ""),
         )
     values = ev.energy_mj if name == "energy_mj" else ev.power_w
     if not values:
@@ -343,24 +288,23 @@ def run_gate(
         if b.limit is None:
             raise InputError(f"budget on {b.metric} has no limit (a relative budget needs --baseline)")
     start = clock()
-    n_stat = sum(1 for b in budgets if is_statistical(b.metric)) or 1
+    n_stat = sum(1 for b in budgets if is_statistical(b.metric))
+    has_stat, n_stat = n_stat > 0, max(n_stat, 1)
     a_fail = settings.fail_alpha / (settings.looks * n_stat)
     a_pass = settings.pass_alpha / (settings.looks * n_stat)
+    schedule = set(settings.look_schedule())
     evidence = Evidence()
     exact_now = dict(exact)
     need_runs = sample_batch is not None and any(METRICS[b.metric].kind != "exact" for b in budgets)
     results = judge(budgets, evidence, exact_now, a_fail, a_pass)
-    min_fail = min(settings.min_fail_batches, settings.looks)
 
     def outcome(verdict: str, reason: str) -> GateOutcome:
-        final = []
-        for r in results:
-            undecided = r.status == STRADDLE or (verdict != FAIL and r.status == FAIL)
-            final.append(
-                BudgetResult(r.budget, r.estimate, r.lower, r.upper, INCONCLUSIVE, r.method)
-                if undecided
-                else r
-            )
+        final = [
+            BudgetResult(r.budget, r.estimate, r.lower, r.upper, INCONCLUSIVE, r.method)
+            if r.status == STRADDLE or (verdict != FAIL and r.status == FAIL)
+            else r
+            for r in results
+        ]
         return GateOutcome(verdict, final, evidence, settings, a_fail, a_pass, clock() - start, reason)
 
     if not need_runs:
@@ -371,39 +315,34 @@ def run_gate(
         return outcome(INCONCLUSIVE, "a metric is not available without measuring")
     while True:
         runs = min(settings.batch_runs, settings.max_runs - evidence_runs(evidence))
-        batch = sample_batch(runs)
-        evidence.add(batch)
+        evidence.add(sample_batch(runs))
         if evidence.peak_mem_mb is not None:
             exact_now["peak_mem_mb"] = (evidence.peak_mem_mb, MEASURED_MEM)
         results = judge(budgets, evidence, exact_now, a_fail, a_pass)
         _require_available(results, evidence)
-        look = f"look {evidence.batches}/{settings.looks}, {evidence_runs(evidence)} runs"
+        capped = evidence_runs(evidence) >= settings.max_runs or clock() - start >= settings.max_seconds
+        look = f"look at {evidence.batches} batch(es), {evidence_runs(evidence)} runs"
+        failing = [r for r in results if r.status == FAIL]
+        if any(not is_statistical(r.budget.metric) for r in failing):  # exact figures need no look
+            return outcome(FAIL, f"budget broken: {_names(failing)} ({look})")
+        if has_stat and not (evidence.deterministic or capped or evidence.batches in schedule):
+            continue  # between planned looks: measure on
         if progress:
             progress(f"{look}: " + ", ".join(f"{r.budget.metric} {r.status}" for r in results))
-        failing = [r for r in results if r.status == FAIL]
-        if any(_confirmed(r, evidence, min_fail) for r in failing):
-            names = ", ".join(sorted({r.budget.metric for r in failing}))
-            return outcome(FAIL, f"budget broken: {names} ({look})")
-        if not failing and all(r.status == PASS for r in results):
+        if failing:
+            return outcome(FAIL, f"budget broken: {_names(failing)} ({look})")
+        if all(r.status == PASS for r in results):
             return outcome(PASS, f"all budgets met ({look})")
+        if evidence.deterministic:
+            return outcome(INCONCLUSIVE, f"a figure is missing from the deterministic backend ({look})")
         if evidence_runs(evidence) >= settings.max_runs:
             return outcome(INCONCLUSIVE, f"a bound still straddles its budget at the run cap ({look})")
         if clock() - start >= settings.max_seconds:
             return outcome(INCONCLUSIVE, f"a bound still straddles its budget at the time cap ({look})")
 
 
-def _confirmed(result: BudgetResult, evidence: Evidence, min_fail: int) -> bool:
-    """Whether a fail stands. Exact and deterministic figures need nothing more. A statistical fail
-    (pooled lower bound above the limit) must also be consistent: each of the last `min_fail`
-    batches -- separate harness processes -- must on its own estimate exceed the limit, so one
-    process slowed by a transient neighbour cannot fail the gate. This only removes fails, so the
-    false-fail bound of the pooled test still holds."""
-    if evidence.deterministic or not is_statistical(result.budget.metric):
-        return True
-    if evidence.batches < min_fail:
-        return False
-    recent = evidence.batch_estimates(result.budget.metric)[-min_fail:]
-    return len(recent) == min_fail and all(v > result.budget.limit for v in recent)
+def _names(results: Sequence[BudgetResult]) -> str:
+    return ", ".join(sorted({r.budget.metric for r in results}))
 
 
 def _require_available(results: Sequence[BudgetResult], evidence: Evidence) -> None:

@@ -228,7 +228,14 @@ class Search:
                 if self.cfg.strategy == "random":
                     rng.shuffle(ok)
                 else:
+                    # exploit + explore: the best-predicted half of the measurement slots, the rest drawn
+                    # at random from the other feasible mutants (predictions transfer imperfectly to
+                    # networks far from the predictor's training families; measurements correct that)
                     ok.sort(key=lambda c: (_or_inf(c.cost(self.key, s)), c.cid))
+                    k = (self.cfg.measure_top + 1) // 2
+                    rest = ok[k:]
+                    rng.shuffle(rest)
+                    ok = ok[:k] + rest
                 for c in ok[: self.cfg.measure_top]:
                     self._measure(c)
                 self._release_memory()

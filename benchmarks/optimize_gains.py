@@ -93,7 +93,7 @@ def nb201_ground_truth(args) -> dict:
     acc = {r["arch_str"]: float(r["cifar10_test_acc"]) for r in rows}
     ranked = sorted(acc, key=lambda a: acc[a])
     start = ranked[len(ranked) // 2]
-    proto = {"max_runs": args.max_runs or 60}
+    proto = {"max_runs": args.max_runs or 60, "min_runs": min(20, args.max_runs or 60)}
 
     def lat(arch: str) -> float:
         return measure(nb201(arch).SerializeToString(), "ort-cpu", **proto).p50_ms

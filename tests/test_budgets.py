@@ -101,7 +101,7 @@ latency_p50_ms = 20
 [gate]
 max_runs = 4000
 fail_alpha = 0.01
-min_fail_batches = 3
+min_batches = 4
 
 [target.ort-cpu]
 latency_p50_ms = 8
@@ -128,7 +128,7 @@ def test_config_file_per_target_and_flags_precedence(tmp_path):
         ("params", "absolute"): 5e6,  # file top level > target TOML
         ("macs", "absolute"): 1e9,
     }
-    assert plan.gate == {"max_runs": 4000, "fail_alpha": 0.01, "min_fail_batches": 3}
+    assert plan.gate == {"max_runs": 4000, "fail_alpha": 0.01, "min_batches": 4}
     sources = {b.metric: b.source for b in plan.budgets}
     assert sources["latency_p50_ms"] == "--budget"
     assert sources["latency_p99_ms"] == "target ort-cpu"
@@ -275,4 +275,4 @@ def test_documented_example_config_parses(tmp_path):
     plan = collect_budgets("ort-cpu", search_from=tmp_path)
     assert limits(plan)[("latency_p90_ms", "relative")] == 5.0
     settings = gate_settings(plan.gate, {})
-    assert settings.fail_alpha == 0.01 and settings.min_fail_batches == 2 and settings.looks == 10
+    assert settings.fail_alpha == 0.01 and settings.min_batches == 3 and settings.looks == 7

@@ -1,4 +1,4 @@
-"""The statistical decision: order-statistic bounds, sequential looks, error rates on synthetic data."""
+"""The statistical decision: bounds, planned looks, error rates on synthetic data (fixed seeds)."""
 
 from __future__ import annotations
 
@@ -6,22 +6,20 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import binom
+from scipy.stats import binom, norm
 
-from autogo_deploy.budgets import Budget
-from autogo_deploy.errors import EnvironmentError_, InputError
-from autogo_deploy.gate import (
-    FAIL,
-    INCONCLUSIVE,
-    PASS,
-    Batch,
-    GateSettings,
+from autogo_deploy.bounds import (
+    batch_means_bounds,
+    group_estimates,
+    group_runs,
     mean_bounds,
     order_stat_lower,
     order_stat_upper,
     quantile_bounds,
-    run_gate,
 )
+from autogo_deploy.budgets import Budget
+from autogo_deploy.errors import EnvironmentError_, InputError
+from autogo_deploy.gate import FAIL, INCONCLUSIVE, PASS, Batch, GateSettings, run_gate
 
 
 def _brute_upper(n, q, a):
@@ -42,18 +40,17 @@ def test_order_statistic_indices_match_definition(n, q, alpha):
 
 
 def test_too_few_samples_give_infinite_bounds():
-    # p99 with 10 runs: no sample is a 95% upper bound
-    lo, hi = quantile_bounds(list(range(10)), 0.99, 0.05, 0.05)
+    lo, hi = quantile_bounds(list(range(10)), 0.99, 0.05, 0.05)  # no sample bounds p99 from above
     assert hi == math.inf and lo > -math.inf
     assert quantile_bounds([], 0.5, 0.05, 0.05) == (-math.inf, math.inf)
 
 
 @pytest.mark.parametrize("q", [0.5, 0.9])
-def test_bounds_cover_the_true_quantile(q):
-    """Coverage on skewed data: each one-sided bound misses at most alpha of the time."""
+def test_order_statistic_bounds_cover_the_true_quantile(q):
+    """Coverage on skewed i.i.d. data: each one-sided bound misses at most alpha of the time."""
     rng = np.random.default_rng(7)
     alpha, reps, n = 0.05, 2000, 120
-    true_q = float(np.exp(0.3 * _norm_ppf(q)))  # lognormal(0, 0.3) quantile
+    true_q = float(np.exp(0.3 * norm.ppf(q)))  # lognormal(0, 0.3) quantile
     miss_lo = miss_hi = 0
     for _ in range(reps):
         lo, hi = quantile_bounds(rng.lognormal(0.0, 0.3, n), q, alpha, alpha)
@@ -64,12 +61,6 @@ def test_bounds_cover_the_true_quantile(q):
     assert miss_lo > 0 and miss_hi > 0  # the bounds are not absurdly wide either
 
 
-def _norm_ppf(q):
-    from scipy.stats import norm
-
-    return norm.ppf(q)
-
-
 def test_mean_bounds():
     assert mean_bounds([3.0], 0.01, 0.01) == (-math.inf, math.inf)
     assert mean_bounds([2.0, 2.0, 2.0], 0.01, 0.01) == (2.0, 2.0)  # no spread: the mean is known
@@ -77,12 +68,22 @@ def test_mean_bounds():
     assert lo < 2.0 < hi and hi - 2.0 == pytest.approx(2.0 - lo)
 
 
-class Source:
-    """Synthetic measurement batches: lognormal latencies with a given median."""
+def test_batch_means_groups():
+    assert group_runs(0.5) == 10 and group_runs(0.9) == 50 and group_runs(0.99) == 500
+    samples = list(range(300))
+    assert group_estimates(samples, [100, 100, 100], 0.5) == [49.5, 149.5, 249.5]
+    # p99 needs 500 runs per group: three 200-run batches make a single group
+    assert len(group_estimates(samples * 2, [200, 200, 200], 0.99)) == 1
+    assert group_estimates(samples[:5], [5], 0.5) == []  # too few runs for any group
 
-    def __init__(self, median_ms, sigma=0.05, seed=0, energy_per_ms=None, deterministic=False, mem=None):
+
+class Source:
+    """Synthetic batches: lognormal latencies around `median_ms`; `process_sd` gives every batch (a
+    harness process) its own speed factor, as real machines do."""
+
+    def __init__(self, median_ms, sigma=0.05, seed=0, *, process_sd=0.0, energy_per_ms=None, deterministic=False, mem=None):  # fmt: skip
         self.rng = np.random.default_rng(seed)
-        self.median_ms, self.sigma = median_ms, sigma
+        self.median_ms, self.sigma, self.process_sd = median_ms, sigma, process_sd
         self.energy_per_ms, self.deterministic, self.mem = energy_per_ms, deterministic, mem
         self.calls: list[int] = []
 
@@ -91,7 +92,8 @@ class Source:
         if self.deterministic:
             xs = np.full(runs, self.median_ms)
         else:
-            xs = self.median_ms * self.rng.lognormal(0.0, self.sigma, runs)
+            speed = math.exp(self.rng.normal(0.0, self.process_sd)) if self.process_sd else 1.0
+            xs = self.median_ms * speed * self.rng.lognormal(0.0, self.sigma, runs)
         energy = None if self.energy_per_ms is None else float(np.mean(xs)) * self.energy_per_ms
         return Batch(
             list(xs),
@@ -102,29 +104,27 @@ class Source:
         )
 
 
-FAST = GateSettings(batch_runs=100, max_runs=800, max_seconds=1e9)
+FAST = GateSettings(batch_runs=100, max_runs=800, max_seconds=1e9)  # looks at 3, 5 and 8 batches
 
 
-def test_clear_pass_in_one_look():
+def test_look_schedule():
+    assert FAST.look_schedule() == (3, 5, 8) and FAST.looks == 3
+    assert GateSettings().look_schedule() == (3, 5, 8, 12, 18, 27, 30)
+    assert GateSettings(batch_runs=100, max_runs=200).look_schedule() == (2,)
+
+
+def test_clear_pass_at_the_first_look():
     src = Source(10.0)
     out = run_gate([Budget("latency_p50_ms", limit=12.0)], {}, src, FAST)
-    assert out.verdict == PASS and src.calls == [100]
+    assert out.verdict == PASS and src.calls == [100, 100, 100]
     (r,) = out.results
     assert r.status == PASS and r.lower <= r.estimate <= r.upper <= 12.0
+    assert "batch-means" in r.method
 
 
-def test_clear_fail_is_confirmed_by_a_second_batch():
-    src = Source(10.0)
-    out = run_gate([Budget("latency_p90_ms", limit=9.0)], {}, src, FAST)
-    assert out.verdict == FAIL and src.calls == [100, 100]
-    assert out.results[0].lower > 9.0
-    one = run_gate(
-        [Budget("latency_p90_ms", limit=9.0)],
-        {},
-        Source(10.0),
-        GateSettings(batch_runs=100, max_runs=800, min_fail_batches=1),
-    )
-    assert one.verdict == FAIL and one.evidence.batches == 1
+def test_clear_fail_at_the_first_look():
+    out = run_gate([Budget("latency_p90_ms", limit=9.0)], {}, Source(10.0), FAST)
+    assert out.verdict == FAIL and out.evidence.batches == 3 and out.results[0].lower > 9.0
 
 
 def test_straddle_measures_more_then_inconclusive():
@@ -150,8 +150,8 @@ def test_time_cap_gives_inconclusive():
 
 def test_near_budget_needs_more_looks_but_decides():
     src = Source(10.0, sigma=0.08, seed=3)
-    out = run_gate([Budget("latency_p50_ms", limit=10.2)], {}, src, FAST)
-    assert out.verdict == PASS and len(src.calls) > 1
+    out = run_gate([Budget("latency_p50_ms", limit=10.25)], {}, src, FAST)
+    assert out.verdict == PASS and len(src.calls) > 3
 
 
 def test_exact_budgets_need_no_measurement():
@@ -166,16 +166,12 @@ def test_exact_budgets_need_no_measurement():
     assert [r.status for r in out.results] == [PASS, FAIL]
 
 
-def test_exact_fail_stops_after_first_batch_without_confirmation():
+def test_exact_fail_stops_after_the_first_batch():
     src = Source(10.0)
-    out = run_gate(
-        [Budget("latency_p50_ms", limit=10.0), Budget("params", limit=1.0)],
-        {"params": (5.0, "counted")},
-        src,
-        FAST,
-    )
+    budgets = [Budget("latency_p50_ms", limit=10.0), Budget("params", limit=1.0)]
+    out = run_gate(budgets, {"params": (5.0, "counted")}, src, FAST)
     assert out.verdict == FAIL and src.calls == [100]
-    assert out.results[0].status == INCONCLUSIVE  # still straddling when the gate stopped
+    assert out.results[0].status == INCONCLUSIVE  # the latency budget was still undecided
 
 
 def test_deterministic_backend_decides_at_once():
@@ -188,18 +184,23 @@ def test_deterministic_backend_decides_at_once():
     assert out.verdict == FAIL and out.evidence.batches == 1
 
 
-def test_energy_needs_two_batches():
+def test_energy_gets_student_t_bounds_over_batches():
     src = Source(10.0, energy_per_ms=0.1)
     out = run_gate([Budget("energy_mj", limit=2.0)], {}, src, FAST)
-    assert out.verdict == PASS and len(src.calls) == 2 and "Student-t" in out.results[0].method
+    assert out.verdict == PASS and len(src.calls) == 3 and "Student-t over 3" in out.results[0].method
 
 
-def test_measured_peak_memory_overrides_estimate():
+def test_peak_memory_measured_or_estimated():
     budgets = [Budget("peak_mem_mb", limit=50.0)]
     est = {"peak_mem_mb": (10.0, "estimated from the model")}
-    assert run_gate(budgets, est, Source(1.0, mem=80.0), FAST).verdict == FAIL
+    out = run_gate(budgets, est, Source(1.0, mem=80.0), FAST)
+    assert out.verdict == FAIL and out.evidence.batches == 1 and out.results[0].method.startswith("measured")
     out = run_gate(budgets, est, Source(1.0, mem=None), FAST)
-    assert out.verdict == PASS and out.results[0].method == "estimated from the model"
+    assert (
+        out.verdict == PASS
+        and out.evidence.batches == 1
+        and out.results[0].method == "estimated from the model"
+    )
 
 
 def test_unreported_metric_is_an_environment_error():
@@ -215,78 +216,77 @@ def test_settings_validation():
     with pytest.raises(InputError, match="unknown gate setting"):
         GateSettings.from_mapping({"alpha": 0.1})
     s = GateSettings.from_mapping({"max_runs": 1000.0, "batch_runs": 250})
-    assert s.looks == 4 and isinstance(s.max_runs, int)
+    assert s.look_schedule() == (3, 4) and isinstance(s.max_runs, int)
     with pytest.raises(InputError, match="needs --baseline"):
         run_gate([Budget("latency_p50_ms", relative_pct=5.0)], {}, Source(1.0), FAST)
 
 
-def _false_fail_rate(make_source, budgets, settings, reps):
-    fails = inconclusive = 0
-    for seed in range(reps):
-        out = run_gate(budgets, {}, make_source(seed), settings)
-        fails += out.verdict == FAIL
-        inconclusive += out.verdict == INCONCLUSIVE
-    return fails / reps, inconclusive / reps
+def _verdicts(make_source, budgets, settings, reps):
+    return [run_gate(budgets, {}, make_source(seed), settings).verdict for seed in range(reps)]
 
 
 def test_false_fail_rate_at_the_boundary_is_controlled():
-    """Worst case for false fails: the true quantile sits exactly on the limit, all looks used.
-    The family-wise false-fail rate over 8 looks and 2 budgets must stay <= fail_alpha (1%)."""
+    """Worst case for false fails: the true quantiles sit exactly on the limits and every look is
+    used. The family-wise false-fail rate over 3 looks and 2 budgets must stay <= fail_alpha (1%)."""
     sigma = 0.1
-    limit_p50 = 10.0
-    limit_p90 = 10.0 * math.exp(sigma * _norm_ppf(0.9))  # exactly the true p90
-    budgets = [Budget("latency_p50_ms", limit=limit_p50), Budget("latency_p90_ms", limit=limit_p90)]
-    settings = GateSettings(batch_runs=100, max_runs=800, min_fail_batches=1)  # no confirmation help
-    rate, inconclusive = _false_fail_rate(lambda s: Source(10.0, sigma, seed=s), budgets, settings, 300)
-    assert rate <= 0.01
-    assert inconclusive >= 0.9  # at the boundary the honest answer is "cannot tell"
+    limit_p90 = 10.0 * math.exp(sigma * norm.ppf(0.9))  # exactly the true p90
+    budgets = [Budget("latency_p50_ms", limit=10.0), Budget("latency_p90_ms", limit=limit_p90)]
+    verdicts = _verdicts(lambda s: Source(10.0, sigma, seed=s), budgets, FAST, 300)
+    assert verdicts.count(FAIL) / 300 <= 0.01
+    assert verdicts.count(INCONCLUSIVE) / 300 >= 0.9  # at the boundary the honest answer is "cannot tell"
 
 
-def test_noisy_runner_false_fail_and_detection():
-    """Simulated noisy runner (lognormal body + 5% slow outliers): a model 5% under budget passes,
-    one 5% over budget is detected; false fails stay <= 1% with the fixed seeds."""
-
-    class Noisy(Source):
-        def __call__(self, runs):
-            batch = super().__call__(runs)
-            xs = np.array(batch.samples_ms)
-            slow = self.rng.random(runs) < 0.05
-            xs[slow] *= self.rng.uniform(1.5, 3.0, slow.sum())
-            return Batch(list(xs))
-
+def test_process_to_process_spread_does_not_cause_false_fails():
+    """Each batch (process) with its own speed (sd 4%, as measured on the development machine): a
+    model whose median over processes is 4.8% under the limit (budget = 1.05 x median) must not be
+    failed more than 1% of the time, and should mostly pass."""
     budgets = [Budget("latency_p50_ms", limit=10.5)]
-    settings = GateSettings(batch_runs=100, max_runs=1000)
-    ok_fail, _ = _false_fail_rate(lambda s: Noisy(10.0, 0.06, seed=s), budgets, settings, 200)
-    assert ok_fail <= 0.01
-    slow = [run_gate(budgets, {}, Noisy(11.0, 0.06, seed=1000 + s), settings).verdict for s in range(200)]
-    assert slow.count(FAIL) / len(slow) >= 0.95
+    settings = GateSettings(batch_runs=100, max_runs=3000, max_seconds=1e9)
+    verdicts = _verdicts(lambda s: Source(10.0, 0.03, seed=s, process_sd=0.04), budgets, settings, 300)
+    assert verdicts.count(FAIL) / 300 <= 0.01
+    assert verdicts.count(PASS) / 300 >= 0.9
 
 
-class _Transient(Source):
-    """The first harness process runs 30% slow (a neighbour's burst), the rest are normal."""
+def test_iid_bounds_alone_are_overconfident_with_process_spread():
+    """Why the batch-means bound is there: with 3 processes of 100 runs and a 4% process spread,
+    the pooled order-statistic 95% lower bound lies above the true median far more than 5% of the
+    time; the combined bound the gate uses does not."""
+    pooled_miss = combined_miss = 0
+    for seed in range(400):
+        src = Source(10.0, 0.03, seed=seed, process_sd=0.04)
+        runs = [x for _ in range(3) for x in src(100).samples_ms]
+        pooled = quantile_bounds(runs, 0.5, 0.05, 0.05)[0]
+        batch_means = batch_means_bounds(runs, [100, 100, 100], 0.5, 0.05, 0.05)[0]
+        pooled_miss += pooled > 10.0
+        combined_miss += min(pooled, batch_means) > 10.0
+    assert pooled_miss / 400 > 0.2
+    assert combined_miss / 400 <= 0.066
 
-    def __call__(self, runs):
-        batch = super().__call__(runs)
-        if len(self.calls) == 1:
-            batch.samples_ms = [x * 1.3 for x in batch.samples_ms]
-        return batch
+
+def test_ten_percent_slower_is_detected_despite_process_spread():
+    budgets = [Budget("latency_p50_ms", limit=10.5)]
+    settings = GateSettings(batch_runs=100, max_runs=3000, max_seconds=1e9)
+    verdicts = _verdicts(lambda s: Source(11.0, 0.03, seed=1000 + s, process_sd=0.04), budgets, settings, 200)
+    assert verdicts.count(FAIL) / 200 >= 0.95
+    assert verdicts.count(PASS) == 0
 
 
 def test_one_slow_process_cannot_fail_the_gate():
-    budgets = [Budget("latency_p50_ms", limit=10.5)]
-    strict = GateSettings(batch_runs=100, max_runs=1000, min_fail_batches=1)
-    assert run_gate(budgets, {}, _Transient(10.0, 0.03), strict).verdict == FAIL  # without the rule
-    out = run_gate(budgets, {}, _Transient(10.0, 0.03), GateSettings(batch_runs=100, max_runs=1000))
-    assert out.verdict != FAIL and out.evidence.batches >= 3
-    # a model that is really slow is still failed after two consistent batches
-    out = run_gate(budgets, {}, Source(11.5, 0.03), GateSettings(batch_runs=100, max_runs=1000))
-    assert out.verdict == FAIL and out.evidence.batches == 2
+    class Transient(Source):  # the first harness process runs 30% slow (a neighbour's burst)
+        def __call__(self, runs):
+            batch = super().__call__(runs)
+            if len(self.calls) == 1:
+                batch.samples_ms = [x * 1.3 for x in batch.samples_ms]
+            return batch
+
+    out = run_gate([Budget("latency_p50_ms", limit=10.5)], {}, Transient(10.0, 0.03), FAST)
+    assert out.verdict != FAIL
 
 
-def test_p99_needs_enough_runs_for_an_upper_bound():
-    # pass side per look: 0.05 / 10 looks = 0.005; the max of n runs bounds p99 only once
-    # 0.99^n <= 0.005, i.e. n >= 528: the gate keeps measuring until then, however far the limit
+def test_p99_needs_enough_runs_for_both_bounds():
+    # batch means need >= 500 runs per group for p99, and two groups: nothing is decided before
+    # 1000 runs however far the limit is
     out = run_gate(
         [Budget("latency_p99_ms", limit=100.0)], {}, Source(1.0), GateSettings(batch_runs=100, max_runs=1000)
     )
-    assert out.verdict == PASS and out.runs == 600
+    assert out.verdict == PASS and out.runs == 1000

@@ -7,7 +7,9 @@ a share of samples uses the default whole-graph split that `Predictor.predict` u
 
 Losses: MSE on standardised logit accuracies; a Huber loss on log(predicted / measured) latency and
 energy (relative error is what "within ±10%" measures, and Huber keeps a few outlier measurements —
-HW-NAS-Bench's Pixel 3 has 0.003 ms entries — from dominating).
+HW-NAS-Bench's Pixel 3 has 0.003 ms entries — from dominating), averaged per target first so that a
+target with 200 measurements counts as much as one with 8000 (pooling all labels drowned our own
+ort-cpu rows; a separate energy mean over those few rows bent the basis away from HELP's devices).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class TrainConfig:
     threads: int = 1  # one intra-op thread: on busy shared cores, 2 threads ran 10-20x slower (spin-waits)
     acc_weight: float = 1.0
     lat_weight: float = 1.0
+    energy_weight: float = 0.5
     default_split_share: float = 0.3
     time_budget_s: float | None = None
     extra: dict = field(default_factory=dict)
@@ -108,21 +111,29 @@ def train(ts: TrainSet, cfg: TrainConfig, *, log: Callable[[str], None] | None =
                 la = F.mse_loss(out["acc"][ma], ya[ma])
                 loss = loss + cfg.acc_weight * la
                 sums[0] += float(la.detach())
-            # one Huber mean over every latency and energy label of the batch: each label weighs the
-            # same, so a few noisy (modeled) energy labels cannot outweigh thousands of latencies
-            errs = []
-            for j, (labels, emb) in enumerate(
-                ((lat[idx], model.lat_embeddings()), (energy[idx], model.energy_embeddings())), start=1
+            # every target weighs the same whatever its number of labels (a target measured on 200
+            # graphs counts as much as one measured on 8000), energy labels half as much as latency
+            terms = []
+            for j, (labels, emb, weight) in enumerate(
+                (
+                    (lat[idx], model.lat_embeddings(), 1.0),
+                    (energy[idx], model.energy_embeddings(), cfg.energy_weight),
+                ),
+                start=1,
             ):
                 m = torch.isfinite(labels)
-                if m.any():
-                    pred = out["basis"] @ emb.T
-                    err = torch.log(pred[m].clamp_min(1e-6)) - torch.log(labels[m].clamp_min(1e-6))
-                    errs.append(err)
-                    sums[j] += float(F.smooth_l1_loss(err, torch.zeros_like(err), beta=0.1).detach())
-            if errs:
-                err = torch.cat(errs)
-                loss = loss + cfg.lat_weight * F.smooth_l1_loss(err, torch.zeros_like(err), beta=0.1)
+                if not m.any():
+                    continue
+                pred = torch.log((out["basis"] @ emb.T).clamp_min(1e-6))
+                err = torch.where(m, pred - torch.log(labels.nan_to_num(1.0).clamp_min(1e-6)), 0.0)
+                per = F.smooth_l1_loss(err, torch.zeros_like(err), beta=0.1, reduction="none").sum(0)
+                count = m.sum(0)
+                present = count > 0
+                per_target = per[present] / count[present]
+                terms.append(weight * per_target)
+                sums[j] += float(per_target.mean().detach())
+            if terms:
+                loss = loss + cfg.lat_weight * torch.cat(terms).mean()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -4,23 +4,25 @@ Setup (all measured in this run):
 * model: ResNet-18 at 64x64 input (zoo, seed 0), ~2.7 ms per inference on one idle ORT CPU thread;
 * a busy-loop process loads the other core for the whole study; this process, every `check` and its
   harness processes are pinned to the first core (the target `ort-cpu` runs 1 intra-op thread);
-* the slower model: candidates add 1-4 extra Conv3x3 (+ Conv1x1) + ReLU layers (64 channels at
-  16x16, closed by a residual Add after layer1: +6..+25% MACs); the one whose CPU time per
+* the slower model: candidates add 1-5 extra Conv3x3 (+ Conv1x1) + ReLU layers (64 channels at
+  16x16, closed by a residual Add after layer1: +6..+32% MACs); the one whose CPU time per
   inference (1 ORT thread, in-process, interleaved rounds; CPU time does not count preemption by
   neighbours, so it measures compute) is closest to 1.10x the base's is the "10% slower" model;
-* calibration: interleaved harness batches of both models give the base median (wall clock);
-* N pairs of `autogo-deploy check` runs (the real CLI in a subprocess, `--json`), one on each model,
-  alternating order, with the budget latency_p50_ms <= 1.05 x the base median. Around every pair a
-  *point* measures one batch of each model; with `--budget-mode local` (default) the budget is 1.05 x
-  the base median of the point just before the pair (a shared machine drifts by far more than 5%
-  over minutes), with `fixed` it is 1.05 x the initial calibration median;
-* each verdict is also classed by the model's median around it (mean of the points before and
-  after its pair, `truth_ms`) against its budget: verdicts where the truth was within the budget
-  are the ones a fail is an error for; verdicts where the machine itself had moved the base median
-  over the budget are reported apart.
+* calibration: `--calibration-rounds` interleaved harness batches of both models;
+* N pairs of `autogo-deploy check` runs (the real CLI in a subprocess, `--json`, default gate
+  settings but the per-verdict time cap), one on each model, alternating order, with the budget
+  latency_p50_ms <= 1.05 x the base median. After every pair a *point* measures one harness batch
+  of each model. With `--budget-mode local` (default) the base median is the median of the base
+  batch medians of the last 10 points (the calibration batches are the first points): a shared
+  machine drifts by far more than 5% over minutes, and one batch is no estimate of a median (batch
+  medians spread by ~4% between processes). With `fixed` it is the calibration median;
+* each verdict is also classed by the model's median around it (`truth_ms`: median of the 10
+  points nearest its pair) against its budget: verdicts where the truth was within the budget are
+  the ones a fail is an error for; verdicts where the machine had moved the model over its budget
+  are reported apart.
 
 Goals: false-fail rate on the base model <= 1%, detection (fail verdicts) on the slow model >= 95%.
-Results are rewritten every 5 pairs, so a run cut short leaves its data.
+Results are rewritten every 5 pairs, so a run cut short leaves its data; `--show FILE` reprints.
 
     nice -n 10 .venv/bin/python benchmarks/gate_noise.py            # N=200 pairs
     nice -n 10 .venv/bin/python benchmarks/gate_noise.py --runs 20  # a quicker look
@@ -46,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "gate_noise.json"
 INSERT_AFTER = "layer1.1.relu"  # [1, 64, 16, 16] at 64x64 input
 CHANNELS = 64
+WINDOW = 10  # points (one harness batch of each model) behind a rolling budget / a truth estimate
 CANDIDATES = [
     (1, 0),
     (2, 0),
@@ -226,13 +229,13 @@ def start_load(load_cpu: int | None) -> subprocess.Popen:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="checks per model")
-    parser.add_argument("--calibration-rounds", type=int, default=6)
+    parser.add_argument("--calibration-rounds", type=int, default=10)
     parser.add_argument(
         "--budget-mode",
         choices=("local", "fixed"),
         default="local",
-        help="local: budget = 1.05 x the base median measured just before each pair of checks; "
-        "fixed: 1.05 x the median of the initial calibration for every check",
+        help="local: budget = 1.05 x the median of the base batch medians of the last 10 points "
+        "(rolling); fixed: 1.05 x the median of the initial calibration for every check",
     )
     parser.add_argument(
         "--slow-by",
@@ -245,9 +248,9 @@ def main() -> int:
     parser.add_argument(
         "--show", type=Path, help="only print the table of an existing (partial) results file"
     )
-    parser.add_argument("--batch-runs", type=int, default=200)
-    parser.add_argument("--max-runs", type=int, default=2000)
-    parser.add_argument("--max-seconds", type=float, default=30.0, help="per-verdict measuring cap")
+    parser.add_argument("--batch-runs", type=int, default=100)
+    parser.add_argument("--max-runs", type=int, default=3000)
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="per-verdict measuring cap")
     parser.add_argument("--no-load", action="store_true", help="skip the busy-loop process")
     args = parser.parse_args()
     if args.show:
@@ -274,7 +277,7 @@ def main() -> int:
             "budget_mode": args.budget_mode,
             "slow_by": args.slow_by,
             "budget": "latency_p50_ms <= 1.05 x base median "
-            + ("measured just before each pair" if args.budget_mode == "local" else "of the calibration"),
+            + (f"over the last {WINDOW} points" if args.budget_mode == "local" else "of the calibration"),
             "gate_settings": settings.to_dict(),
             "checks_per_model_planned": args.runs,
             "host_cpus": os.cpu_count(),
@@ -291,21 +294,24 @@ def main() -> int:
             args.workdir = str(workdir)
             pair = calibrate(workdir, args, result)
             rows: dict[str, list[dict]] = {"base": [], "slow": []}
-            points = [point(pair, args)]
-            for i in range(args.runs):
-                before = points[-1]
-                budget_ms = 1.05 * (
-                    before["base"] if args.budget_mode == "local" else result["calibration"]["base_median_ms"]
+            wall = result["calibration"]["wall"]
+            now = time.time()
+            points = [  # the calibration batches are the first points
+                {"t": now, "base": b, "slow": w}
+                for b, w in zip(
+                    wall["base"]["batch_medians_ms"], wall["slow"]["batch_medians_ms"], strict=True
                 )
+            ]
+            for i in range(args.runs):
+                if args.budget_mode == "local":  # rolling: the base median of the last WINDOW points
+                    budget_ms = 1.05 * float(np.median([p["base"] for p in points[-WINDOW:]]))
+                else:
+                    budget_ms = 1.05 * result["calibration"]["base_median_ms"]
                 order = ("base", "slow") if i % 2 == 0 else ("slow", "base")
-                new = {
-                    which: run_check(pair[which], budget_ms, args) | {"pair": i, "budget_ms": budget_ms}
-                    for which in order
-                }
+                for which in order:
+                    row = run_check(pair[which], budget_ms, args)
+                    rows[which].append(row | {"pair": i, "budget_ms": budget_ms, "point": len(points)})
                 points.append(point(pair, args))
-                for which, row in new.items():
-                    row["truth_ms"] = (before[which] + points[-1][which]) / 2
-                    rows[which].append(row)
                 if (i + 1) % 5 == 0 or i + 1 == args.runs:
                     fill(result, rows, points, started)
                     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -403,6 +409,10 @@ def log(text: str) -> None:
 
 def fill(result: dict, rows: dict, points: list[dict], started: float) -> None:
     """(Re)compute the summaries; written every few pairs so a cut-short run leaves its data."""
+    for which, model_rows in rows.items():  # truth: median of the points around the check
+        for row in model_rows:
+            near = points[max(0, row["point"] - WINDOW // 2) : row["point"] + WINDOW // 2]
+            row["truth_ms"] = float(np.median([p[which] for p in near]))
     base_track = np.array([c["base"] for c in points])
     slow_track = np.array([c["slow"] for c in points])
     result["setup"]["wall_minutes"] = round((time.time() - started) / 60, 1)

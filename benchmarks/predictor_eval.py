@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/predictor_eval.py --quick        # 3 devices, fewer epochs
     .venv/bin/python benchmarks/predictor_eval.py --ship         # also install the main model as the
                                                                  # packaged default checkpoint
+    .venv/bin/python benchmarks/predictor_eval.py --ship --reuse # re-evaluate without retraining
 
 Every figure is printed next to simple baselines measured in the same run on the same rows:
 (a) NB201 CIFAR-10 accuracy, held-out 20%: PSC GNN vs gradient-boosted trees on the one-hot cell;
@@ -76,7 +77,19 @@ def _macs(archs) -> np.ndarray:
     return np.round(np.array(out))
 
 
-def fewshot_study(devices, cfg: TrainConfig, macs: np.ndarray) -> dict:
+def _reuse(folder: Path, cfg: TrainConfig):
+    """A checkpoint trained earlier with the same config (--reuse), else None."""
+    from autogo_deploy.errors import InputError
+    from autogo_deploy.predictor import checkpoint as ckpt
+
+    try:
+        ck = ckpt.load(folder)
+    except InputError:
+        return None
+    return ck if ck.manifest.get("train", {}).get("config") == cfg.to_dict() else None
+
+
+def fewshot_study(devices, cfg: TrainConfig, macs: np.ndarray, reuse: bool = False) -> dict:
     from autogo_deploy.predictor.fewshot import fit_embedding
     from autogo_deploy.predictor.inference import Predictor
     from autogo_deploy.predictor.trainsets import nb201_graphs
@@ -94,9 +107,9 @@ def fewshot_study(devices, cfg: TrainConfig, macs: np.ndarray) -> dict:
         j = lat.columns.index(d)
         y = lat.values[:, j]
         t = time.monotonic()
-        ck = tasks.train_checkpoint(
-            ROOT / "benchmarks" / "results" / "lodo" / d, cfg=cfg, exclude_devices=(d,)
-        )
+        folder = _scratch() / "lodo" / d
+        ck = _reuse(folder, cfg) if reuse else None
+        ck = ck or tasks.train_checkpoint(folder, cfg=cfg, exclude_devices=(d,))
         pred = Predictor(ck)
         basis = pred.basis(graphs)
         z, rep = fit_embedding(basis[ri], y[ri], pred.z_train())
@@ -114,7 +127,7 @@ def fewshot_study(devices, cfg: TrainConfig, macs: np.ndarray) -> dict:
             "lsq_macs_only": tasks.latency_metrics(macs_only[rest], y[rest]),
             "ceiling_same_device_8000_samples": tasks.latency_metrics(ceiling.predict(oh[te]), y[te]),
             "psc_gnn_fewshot_on_test_split": tasks.latency_metrics(ours[te], y[te]),
-            "lambda": rep["lambda"], "train_seconds": round(time.monotonic() - t, 1),
+            "lambda": rep["lambda"], "train_seconds": ck.manifest["train"]["seconds_total"], "fold_seconds": round(time.monotonic() - t, 1),
         }  # fmt: skip
         out[d] = row
         log(f"[fewshot] {d}: ours Spearman {row['psc_gnn_fewshot']['spearman']:.4f} "
@@ -198,6 +211,9 @@ def main() -> int:
     ap.add_argument(
         "--retest", type=int, default=30, help="own-target networks to re-measure (noise ceiling)"
     )
+    ap.add_argument(
+        "--reuse", action="store_true", help="reuse checkpoints trained earlier with the same config"
+    )
     ap.add_argument("--ship", action="store_true", help="write the main model as the packaged checkpoint")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "predictor_eval.json"))
     args = ap.parse_args()
@@ -211,9 +227,10 @@ def main() -> int:
     results: dict = {"machine_note": "2 shared CPU cores (other jobs running); torch with 1 intra-op thread",
                      "main_config": main_cfg.to_dict(), "lodo_config": lodo_cfg.to_dict()}  # fmt: skip
     out_dir = ckpt.packaged_dir() if args.ship else _scratch() / "main_checkpoint"
-    t = time.monotonic()
-    ck = tasks.train_checkpoint(out_dir, cfg=main_cfg, own_db=args.db, own_targets=own, log=log)
-    results["training_time"] = {"wall_seconds_total": round(time.monotonic() - t, 1),
+    ck = _reuse(out_dir, main_cfg) if args.reuse else None
+    results["reused_checkpoints"] = bool(ck)
+    ck = ck or tasks.train_checkpoint(out_dir, cfg=main_cfg, own_db=args.db, own_targets=own, log=log)
+    results["training_time"] = {"wall_seconds_total": ck.manifest["train"]["seconds_total"],
                                 "seconds_training_loop": ck.manifest["train"]["seconds_training"],
                                 "goal_seconds": 1200, "checkpoint": str(out_dir), "id": ck.id,
                                 "weights_bytes": (out_dir / ckpt.WEIGHTS).stat().st_size}  # fmt: skip
@@ -226,7 +243,7 @@ def main() -> int:
         lat = ds.nb201_latency()
         devices = args.devices.split(",") if args.devices else (
             ["1080ti_1", "silver_4114", "samsung_s7"] if args.quick else list(lat.columns))  # fmt: skip
-        results["fewshot"] = fewshot_study(devices, lodo_cfg, _macs(lat.archs))
+        results["fewshot"] = fewshot_study(devices, lodo_cfg, _macs(lat.archs), reuse=args.reuse)
     elif Path(args.out).is_file():  # keep the last few-shot study (it does not use the main model)
         previous = json.loads(Path(args.out).read_text())
         if "fewshot" in previous:

@@ -48,7 +48,7 @@ def test_measured_pass_renderings(model_path):
     assert doc["verdict"] == "pass" and doc["mode"] == "measured" and doc["deterministic"] is False
     text = table_text(doc)
     assert "latency_p50_ms" in text and "≤ 20 ms" in text and "PASS:" in text
-    assert "false-fail rate ≤ 0.01" in text and "order-statistic bounds" in text
+    assert "false-fail rate ≤ 0.01" in text and "order-statistic and batch-means bounds" in text
     md = check_output.markdown(doc)
     assert md.startswith("### ✅ autogo-deploy check: PASS") and "| `params` | ≤ 1,000,000 |" in md
     root = ET.fromstring(check_output.junit_xml(doc).split("\n", 1)[1])
@@ -65,7 +65,8 @@ def test_inconclusive_and_fail_renderings(model_path):
     doc = report(model_path, ["latency_p50_ms=5", "file_size_mb=1e-6"], noisy(10.0))
     assert doc["verdict"] == "fail"
     root = ET.fromstring(check_output.junit_xml(doc).split("\n", 1)[1])
-    assert root.find("testsuite").get("failures") == "2"
+    # the exact file-size fail stops the gate after one batch: the latency budget is left undecided
+    assert root.find("testsuite").get("failures") == "1" and root.find("testsuite").get("errors") == "1"
     assert "❌" in check_output.markdown(doc) and "FAIL:" in table_text(doc)
 
 

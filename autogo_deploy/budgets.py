@@ -62,7 +62,16 @@ _SI = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 _RELATIVE = re.compile(r"^\s*([+-]?)\s*([0-9]*\.?[0-9]+)\s*%\s*$")
 _FLAG = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(<=|=)\s*(.+?)\s*$")
-_GATE_KEYS = {"fail_alpha", "pass_alpha", "batch_runs", "max_runs", "max_seconds", "min_batches"}
+_GATE_KEYS = {
+    "fail_alpha",
+    "pass_alpha",
+    "batch_runs",
+    "max_runs",
+    "max_seconds",
+    "min_batches",
+    "confirm_batches",
+    "confirm_pause_s",
+}
 
 
 def metric(name: str) -> Metric:

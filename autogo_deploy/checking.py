@@ -200,7 +200,8 @@ def run_check(
     sample_batch: Callable[[int], Batch] | None = None,
 ) -> CheckReport:
     """Check `model` against its budgets on `target`. `settings` overrides the gate settings
-    (fail_alpha, pass_alpha, batch_runs, max_runs, max_seconds, min_batches); `sample_batch`
+    (fail_alpha, pass_alpha, batch_runs, max_runs, max_seconds, min_batches, confirm_batches,
+    confirm_pause_s); `sample_batch`
     replaces the target's harness (tests, benchmarks)."""
     from autogo_deploy.target import load_target
 

@@ -14,7 +14,12 @@ A budget *fails* when the lower bound exceeds the limit, *passes* when the upper
 and otherwise *straddles*. Runs are measured in batches of `batch_runs`, each in a fresh harness
 process; the gate looks at the evidence only at planned batch counts (`look_schedule`: the first at
 `min_batches`, then about x1.5 each time, up to `max_runs`); while a bound straddles, it measures on,
-and at the run or time cap the verdict is *inconclusive* (exit code 5). Error rates are controlled
+and at the run or time cap the verdict is *inconclusive* (exit code 5). A statistical fail is
+only final once it is *confirmed*: after a short pause the gate measures `confirm_batches` fresh
+batches and judges them alone; the fail stands when their estimate is over the limit too, otherwise
+the fail was a burst of a neighbour (a shared runner's transient) and the gate measures on (the
+fresh batches join the evidence). Confirmation can only turn fails into further measuring, so the
+error bounds below still hold. Error rates are controlled
 across the planned looks and the budgets by Bonferroni: each look tests each statistical budget at
 `fail_alpha / (looks * m)`, so the chance that any look wrongly fails a model meeting all its
 budgets is at most `fail_alpha` (1% by default); the same for wrongly passing with `pass_alpha`.
@@ -49,6 +54,8 @@ class GateSettings:
     max_runs: int = 3000  # cap on runs; with batch_runs it fixes the planned looks
     max_seconds: float = 120.0  # cap on measuring time; then inconclusive
     min_batches: int = 3  # first look: batch means need a few processes to see their spread
+    confirm_batches: int = 3  # fresh batches that must agree with a statistical fail (0: no confirmation)
+    confirm_pause_s: float = 1.0  # pause before them, so a neighbour's burst can pass
 
     def __post_init__(self) -> None:
         for name in ("fail_alpha", "pass_alpha"):
@@ -61,6 +68,11 @@ class GateSettings:
             )
         if not self.max_seconds > 0:
             raise InputError(f"gate setting max_seconds must be > 0, got {self.max_seconds}")
+        if self.confirm_batches < 0 or self.confirm_pause_s < 0:
+            raise InputError(
+                "gate settings confirm_batches and confirm_pause_s must be >= 0, "
+                f"got {self.confirm_batches} and {self.confirm_pause_s}"
+            )
         if self.min_batches < 1:
             raise InputError(f"gate setting min_batches must be >= 1, got {self.min_batches}")
 
@@ -88,7 +100,11 @@ class GateSettings:
         for key, value in values.items():
             if key not in known:
                 raise InputError(f"unknown gate setting {key!r}", hint=f"valid: {', '.join(sorted(known))}")
-            kwargs[key] = int(value) if key in {"batch_runs", "max_runs", "min_batches"} else float(value)
+            kwargs[key] = (
+                int(value)
+                if key in {"batch_runs", "max_runs", "min_batches", "confirm_batches"}
+                else float(value)
+            )
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -277,6 +293,7 @@ def run_gate(
     settings: GateSettings = GateSettings(),
     *,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[str], None] | None = None,
 ) -> GateOutcome:
     """Measure batch after batch until every budget is decided or the caps are reached.
@@ -329,8 +346,24 @@ def run_gate(
             continue  # between planned looks: measure on
         if progress:
             progress(f"{look}: " + ", ".join(f"{r.budget.metric} {r.status}" for r in results))
-        if failing:
+        if failing and (evidence.deterministic or settings.confirm_batches == 0):
             return outcome(FAIL, f"budget broken: {_names(failing)} ({look})")
+        if failing:
+            window = _confirm(failing, settings, sample_batch, sleep)
+            for batch in window.batches:
+                evidence.add(batch)
+            results = judge(budgets, evidence, exact_now, a_fail, a_pass)
+            if window.confirmed:
+                return outcome(
+                    FAIL,
+                    f"budget broken: {_names(failing)} ({look}; confirmed by {window.describe()})",
+                )
+            if progress:
+                progress(f"fail not confirmed by {window.describe()}: measuring on")
+            # the fresh batches may pass a planned look: judge them like one unless capped
+            capped = evidence_runs(evidence) >= settings.max_runs or clock() - start >= settings.max_seconds
+            if not capped:
+                continue
         if all(r.status == PASS for r in results):
             return outcome(PASS, f"all budgets met ({look})")
         if evidence.deterministic:
@@ -339,6 +372,42 @@ def run_gate(
             return outcome(INCONCLUSIVE, f"a bound still straddles its budget at the run cap ({look})")
         if clock() - start >= settings.max_seconds:
             return outcome(INCONCLUSIVE, f"a bound still straddles its budget at the time cap ({look})")
+
+
+@dataclass
+class ConfirmWindow:
+    batches: list[Batch]
+    estimates: dict[str, float]
+    confirmed: bool
+
+    def describe(self) -> str:
+        runs = sum(len(b.samples_ms) for b in self.batches)
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in self.estimates.items())
+        return f"{len(self.batches)} fresh batch(es), {runs} runs: {figures}"
+
+
+def _confirm(
+    failing: Sequence[BudgetResult],
+    settings: GateSettings,
+    sample_batch: Callable[[int], Batch],
+    sleep: Callable[[float], None],
+) -> ConfirmWindow:
+    """Measure a fresh window after a pause; a fail is confirmed when every failing budget's
+    estimate from that window alone is over its limit too."""
+    if settings.confirm_pause_s:
+        sleep(settings.confirm_pause_s)
+    window = Evidence()
+    batches = []
+    for _ in range(settings.confirm_batches):
+        batch = sample_batch(settings.batch_runs)
+        batches.append(batch)
+        window.add(batch)
+    estimates, confirmed = {}, True
+    for r in failing:
+        estimate = _bounds_for(r.budget.metric, window, 0.5, 0.5)[0]
+        estimates[r.budget.metric] = math.nan if estimate is None else estimate
+        confirmed = confirmed and estimate is not None and estimate > r.budget.limit
+    return ConfirmWindow(batches, estimates, confirmed)
 
 
 def _names(results: Sequence[BudgetResult]) -> str:

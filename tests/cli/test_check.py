@@ -80,7 +80,8 @@ def test_budget_broken_exits_1(work, model_path, capsys):
     assert code == 1 and doc["verdict"] == "fail"
     row = next(r for r in doc["results"] if r["metric"] == "latency_p50_ms")
     assert row["status"] == "fail" and row["lower"] > 1e-6
-    assert doc["gate"]["batches"] == 3  # the first planned look: three harness processes
+    # the first planned look (three harness processes), then three fresh ones that confirm the fail
+    assert doc["gate"]["batches"] == 6 and "confirmed by 3 fresh batch(es)" in doc["reason"]
 
 
 def test_exact_budget_broken_junit_failure(work, model_path, capsys):

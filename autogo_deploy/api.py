@@ -103,6 +103,31 @@ class OptimizeResult:
         return self.search.best
 
 
+def verify_fast_fusion(result, tgt, *, seed: int = 0) -> dict:
+    """Re-cost the input and the emitted model with the target's own (TVM) fusion and compare
+    (see backends.npu_sim.fast_stand_in)."""
+    from autogo_deploy.measure import measure
+
+    out: dict = {"fusion": "tvm", "loop_fusion": "onnx-rules", "models": {}}
+    worst = 0.0
+    for name, cand in (("input", result.baseline), ("result", result.best)):
+        if cand is None or not cand.measured:
+            continue
+        tvm = measurement_summary(measure(cand.model_bytes, tgt, seed=seed))
+        row = {}
+        for key in ("latency_ms", "energy_mj"):
+            fast, slow = cand.measured.get(key), tvm.get(key)
+            if fast is None or slow is None:
+                continue
+            rel = abs(fast - slow) / max(abs(slow), 1e-12)
+            worst = max(worst, rel)
+            row[key] = {"loop": fast, "tvm": slow, "rel_diff": rel}
+        out["models"][name] = row
+    out["max_rel_diff"] = worst
+    out["agree"] = worst <= 1e-6
+    return out
+
+
 def optimize(
     model: str | Path,
     target: str,
@@ -129,6 +154,7 @@ def optimize(
 ) -> OptimizeResult:
     """Evolve `model` for `target` under `budgets`; see README § optimize."""
     from autogo_deploy import scoring
+    from autogo_deploy.backends.npu_sim import fast_stand_in
     from autogo_deploy.graph import load
     from autogo_deploy.measure import measure
     from autogo_deploy.proposers import GraphProposer, NB201Proposer, graph_stats
@@ -172,8 +198,12 @@ def optimize(
     if overrides.get("max_runs") and "min_runs" not in overrides:
         overrides["min_runs"] = min(int(tgt.protocol.get("min_runs", 1)), int(overrides["max_runs"]))
 
+    loop_tgt, fast_fusion = fast_stand_in(tgt)
+    if fast_fusion:
+        status("npu-sim: candidates are costed with TVM's fusion rule on the ONNX graph (fast path)")
+
     def measurer(c: Candidate) -> dict:
-        return measurement_summary(measure(c.model_bytes, tgt, seed=seed, **overrides))
+        return measurement_summary(measure(c.model_bytes, loop_tgt, seed=seed, **overrides))
 
     status("loading the predictor")
     scorer, predictor_info = scoring.make_scorer(tgt, space=space)
@@ -209,4 +239,7 @@ def optimize(
     finally:
         proposer.close()
     stats = {"accepted": proposer.accepted, "rejections": dict(proposer.rejections)}
+    if fast_fusion:
+        status("npu-sim: re-costing the input and the result with TVM FuseOps")
+        stats["npu_fusion_check"] = verify_fast_fusion(result, tgt, seed=seed)
     return OptimizeResult(result, tgt.name, objective, budgets, source, predictor_info, space, stats)

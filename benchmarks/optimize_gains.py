@@ -1,7 +1,8 @@
 """What `optimize` buys, measured: AutoGO search vs cleanup only, random search and a MACs objective.
 
-For each (model, target): the cleaned input (cleanup only) is measured; then three searches with the
-same evaluation budget (generations x population proposals, measure_top measurements/generation):
+For each (model, target): mode `cleanup` measures the raw export against the cleaned input (what the
+graph cleanup alone buys); then three searches with the same evaluation budget (generations x
+population proposals, measure_top measurements/generation):
   autogo  — Pareto search on the target objective (latency, or energy on npu-sim), PSC predictor
   random  — same proposer, random choice of what to measure
   macs    — search on the MACs objective (AutoGO's original)
@@ -10,12 +11,17 @@ MACs change, predicted accuracy change, wall time and peak RSS.
 
     .venv/bin/python benchmarks/optimize_gains.py --models resnet50,mobilenet_v2 --targets ort-cpu,npu-sim
     .venv/bin/python benchmarks/optimize_gains.py --nb201-ground-truth       # the NB201 regret study
+
+Models are zoo names; `nb201_best` is the most accurate NB201 network of the shared CIFAR-10 table.
+Rows are merged into the results file by (model, target, mode, acc_drop), so studies can be run in
+parts; each row records the machine load it ran under.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -29,8 +35,50 @@ def _peak_rss_mb() -> float:
     return max(own, kids) / 1024
 
 
+def model_source(model: str) -> str:
+    """A zoo reference, or for nb201_best an ONNX file of the table's most accurate NB201 net."""
+    if model != "nb201_best":
+        return f"zoo:{model}"
+    import csv
+    import tempfile
+
+    from autogo_deploy.paths import shared_data_dir
+    from autogo_deploy.zoo import nb201
+
+    rows = list(csv.DictReader(open(shared_data_dir() / "nb201" / "nb201_accuracy_train10k.csv")))
+    best = max(rows, key=lambda r: float(r["cifar10_test_acc"]))["arch_str"]
+    path = Path(tempfile.mkdtemp()) / "nb201_best.onnx"
+    path.write_bytes(nb201(best).SerializeToString())
+    return str(path)
+
+
+def run_cleanup(model: str, target: str, args) -> dict:
+    """Cleanup only: the raw export against the cleaned graph `optimize` starts from."""
+    from autogo_deploy import api
+    from autogo_deploy.graph import load
+    from autogo_deploy.measure import measure
+
+    t0 = time.perf_counter()
+    raw, _ = api.resolve_model_source(model_source(model))
+    clean = load(raw, cleanup=True, verify=True).to_bytes()
+    kw = {"max_runs": args.max_runs, "min_runs": min(20, args.max_runs)} if args.max_runs else {}
+    m_raw, m_clean = (api.measurement_summary(measure(b, target, **kw)) for b in (raw, clean))
+    return {
+        "model": model, "target": target, "mode": "cleanup", "objective": None,
+        "wall_s": round(time.perf_counter() - t0, 1), "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "baseline_latency_ms": m_raw["latency_ms"], "baseline_energy_mj": m_raw["energy_mj"],
+        "power_method": m_raw["power_method"], "emitted": True,
+        "latency_change": m_clean["latency_ms"] / m_raw["latency_ms"] - 1,
+        "energy_change": (m_clean["energy_mj"] / m_raw["energy_mj"] - 1) if m_raw["energy_mj"] else None,
+        "macs_change": 0.0, "predicted_acc_delta": 0.0, "changes": 0,
+    }  # fmt: skip
+
+
 def run_one(model: str, target: str, mode: str, args) -> dict:
     from autogo_deploy import api
+
+    if mode == "cleanup":
+        return run_cleanup(model, target, args)
 
     objective = {
         "autogo": "latency" if target != "npu-sim" else "energy",
@@ -41,7 +89,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         objective = "energy"
     t0 = time.perf_counter()
     res = api.optimize(
-        f"zoo:{model}",
+        model_source(model),
         target,
         budgets=[f"acc_drop={args.acc_drop}"],
         objective=objective,
@@ -67,7 +115,13 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "baseline_energy_mj": bm.get("energy_mj"),
         "power_method": bm.get("power_method"),
         "emitted": best is not None,
+        "acc_drop": args.acc_drop,
+        "generations": args.generations,
+        "population": args.population,
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
+    if "npu_fusion_check" in res.proposer_stats:
+        row["npu_fusion_check"] = res.proposer_stats["npu_fusion_check"]
     if best:
         mm = best.measured
         row.update(
@@ -159,6 +213,7 @@ def main() -> None:
     ap.add_argument("--nb201-ground-truth", action="store_true")
     ap.add_argument("--budget-frac", type=float, default=0.8)
     ap.add_argument("--oracle-cap", type=int, default=80)
+    ap.add_argument("--out", type=Path, default=RESULTS / "optimize_gains.json")
     args = ap.parse_args()
     RESULTS.mkdir(exist_ok=True)
     if args.nb201_ground_truth:
@@ -166,12 +221,17 @@ def main() -> None:
         print(json.dumps(doc, indent=2))
         (RESULTS / "optimize_nb201_ground_truth.json").write_text(json.dumps(doc, indent=2))
         return
-    rows = []
+    doc = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "optimize_gains"}
+    rows = doc.setdefault("rows", [])
+
+    def key(r: dict) -> tuple:
+        return (r["model"], r["target"], r["mode"], r.get("acc_drop"))
+
     for model in args.models.split(","):
         for target in args.targets.split(","):
             for mode in args.modes.split(","):
                 row = run_one(model, target, mode, args)
-                rows.append(row)
+                rows[:] = [r for r in rows if key(r) != key(row)] + [row]
                 lc = row.get("latency_change")
                 ec = row.get("energy_change")
                 print(
@@ -181,7 +241,7 @@ def main() -> None:
                     f"wall {row['wall_s']:.0f}s rss {row['peak_rss_mb']:.0f} MB",
                     flush=True,
                 )
-                (RESULTS / "optimize_gains.json").write_text(json.dumps(rows, indent=2))
+                args.out.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 if __name__ == "__main__":

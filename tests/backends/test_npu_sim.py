@@ -88,3 +88,35 @@ def test_onnx_rule_fusion_agrees_with_tvm(build):
     assert [g["ops"] for g in fast["groups"]] == [g["ops"] for g in slow["groups"]]
     assert fast["latency_ms"] == pytest.approx(slow["latency_ms"], rel=1e-12)
     assert fast["energy_mj"] == pytest.approx(slow["energy_mj"], rel=1e-12)
+
+
+def test_fast_stand_in_swaps_only_tvm_fusion_on_npu_sim():
+    from autogo_deploy.backends.npu_sim import fast_stand_in
+
+    npu = load_target("npu-sim")
+    loop, swapped = fast_stand_in(npu)
+    assert swapped == (npu.options["fusion"] == "tvm")
+    assert loop.options["fusion"] == "onnx-rules" and loop.name == npu.name
+    assert {k: v for k, v in loop.options.items() if k != "fusion"} == {
+        k: v for k, v in npu.options.items() if k != "fusion"
+    }
+    assert npu.options["fusion"] == load_target("npu-sim").options["fusion"]  # the original is untouched
+    ort = load_target("ort-cpu")
+    assert fast_stand_in(ort) == (ort, False)
+
+
+@needs_tvm
+def test_optimize_verifies_the_fast_fusion_with_tvm(tmp_path):
+    """`verify_fast_fusion` re-costs the input and the result with TVM and finds the same figures."""
+    from types import SimpleNamespace
+
+    from autogo_deploy.api import measurement_summary, verify_fast_fusion
+    from autogo_deploy.backends.npu_sim import fast_stand_in
+
+    npu = load_target("npu-sim")
+    loop, _ = fast_stand_in(npu)
+    data = _residual_downsample().SerializeToString()
+    cand = SimpleNamespace(model_bytes=data, measured=measurement_summary(measure(data, loop)))
+    check = verify_fast_fusion(SimpleNamespace(baseline=cand, best=None), npu)
+    assert check["agree"] and set(check["models"]) == {"input"}
+    assert check["models"]["input"]["latency_ms"]["tvm"] == cand.measured["latency_ms"]

@@ -103,6 +103,16 @@ class OptimizeResult:
         return self.search.best
 
 
+COST_TARGETS = (1.0, 0.75, 0.5)
+
+
+def cost_targets_for(objective: str) -> tuple[float, ...]:
+    """MILP cost targets the proposer draws from: AutoGO's cost-neutral mutation (1.0) always, and
+    cheaper segments (x0.75, x0.5 of the source's MACs) when the objective is a cost; whether a
+    cheaper mutant is kept is then up to the predictor and the budgets (acc_drop)."""
+    return COST_TARGETS if objective in ("latency", "energy", "macs") else (1.0,)
+
+
 def verify_fast_fusion(result, tgt, *, seed: int = 0) -> dict:
     """Re-cost the input and the emitted model with the target's own (TVM) fusion and compare
     (see backends.npu_sim.fast_stand_in)."""
@@ -191,7 +201,9 @@ def optimize(
         else:
             status("opening the segment database (built into the cache on first use)")
             db = default_db(progress=True)
-        proposer = GraphProposer(str(db.path), align=tgt.channel_multiple, jobs=jobs)
+        proposer = GraphProposer(
+            str(db.path), align=tgt.channel_multiple, jobs=jobs, cost_targets=cost_targets_for(objective)
+        )
     # measure-in-the-loop uses a shorter time cap than `profile` (the ±1% goal still stops it earlier)
     overrides = {"time_cap_s": min(10.0, float(tgt.protocol.get("time_cap_s", 10.0)))}
     overrides.update(measure_overrides or {})

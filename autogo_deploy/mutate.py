@@ -87,8 +87,12 @@ def apply(
     time_limit_s: float = 1.0,
     inputs: list[str] | None = None,
     outputs: list[str] | None = None,
+    cost_target: float = 1.0,
 ) -> Mutant | Rejection:
     """Replace the nodes `occurrence_nodes` of `graph` (an autogo_deploy.graph.Graph) by S'.
+
+    cost_target: the MILP aims S' at this multiple of S's (weighted) MACs; 1.0 is AutoGO's
+    cost-neutral mutation, < 1 asks for a cheaper segment (used when the objective is a cost).
 
     inputs/outputs: the boundary tensors in S' port order (e.g. a segment Occurrence's `inputs`
     and `outputs`); default `graph.boundary` order. That binding is tried first, then other
@@ -115,7 +119,9 @@ def apply(
         why = f"cannot analyse the replacement: {type(exc).__name__}: {_first_line(exc)}"
         return Rejection(why, "analyse", timings_ms=_lap(timings, "analyse", clock), code="unsupported")
     weights = cost_weights or {}
-    reference_macs = sum(n.macs * float(weights.get(n.op_type, 1.0)) for n in members)
+    if not 0.0 < cost_target <= 4.0:
+        raise InputError(f"cost_target must be in (0, 4], got {cost_target}")
+    reference_macs = cost_target * sum(n.macs * float(weights.get(n.op_type, 1.0)) for n in members)
     first = best = None
     solve_ms, tried = 0.0, 0
     for b_ins, b_outs in _bindings(seg, graph, ins, outs):

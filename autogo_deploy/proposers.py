@@ -63,7 +63,7 @@ def _init_worker(db_path: str, align: int, cost_weights: dict | None) -> None:
 
 
 def _mutate_task(args: tuple) -> list[dict]:
-    parent_bytes, seed, tries, max_nodes = args
+    parent_bytes, seed, tries, max_nodes, cost_targets = args
     from autogo_deploy import mutate
     from autogo_deploy.graph import load
     from autogo_deploy.segments.segment import segment_model
@@ -86,6 +86,7 @@ def _mutate_task(args: tuple) -> list[dict]:
             rejections["no replacement"] = rejections.get("no replacement", 0) + 1
             continue
         rep = rng.choice(replacements)
+        cost_target = rng.choice(cost_targets)
         m = mutate.apply(
             g,
             list(occ.node_names),
@@ -96,6 +97,7 @@ def _mutate_task(args: tuple) -> list[dict]:
             time_limit_s=1.0,
             inputs=list(occ.inputs),
             outputs=list(occ.outputs),
+            cost_target=cost_target,
         )
         if not isinstance(m, mutate.Mutant):
             rejections[m.stage] = rejections.get(m.stage, 0) + 1
@@ -106,6 +108,7 @@ def _mutate_task(args: tuple) -> list[dict]:
             "replacement": rep.id,
             "nodes": list(occ.node_names)[:12],
             "n_nodes": len(occ.node_names),
+            "cost_target": cost_target,
             "certificate": m.certificate.to_dict(),
             "inherited_param_share": m.inherited_param_share,
             "detail": m.changes,
@@ -116,10 +119,19 @@ def _mutate_task(args: tuple) -> list[dict]:
 
 class GraphProposer:
     def __init__(
-        self, db_path: str, *, align: int = 1, cost_weights=None, jobs: int | None = None, max_nodes: int = 30
+        self,
+        db_path: str,
+        *,
+        align: int = 1,
+        cost_weights=None,
+        jobs: int | None = None,
+        max_nodes: int = 30,
+        cost_targets: tuple[float, ...] = (1.0,),
     ):
+        """cost_targets: the MILP cost targets a mutation draws from (see mutate.apply)."""
         self.jobs = max(1, jobs or (os.cpu_count() or 1))
         self.max_nodes = max_nodes
+        self.cost_targets = tuple(float(x) for x in cost_targets)
         self.rejections: dict[str, int] = {}
         self.accepted = 0
         self._pool = None
@@ -137,7 +149,8 @@ class GraphProposer:
     def __call__(self, parent: Candidate, rng: random.Random, n: int) -> list[Candidate]:
         per_task = max(1, -(-n // self.jobs))
         tasks = [
-            (parent.model_bytes, rng.randrange(2**31), per_task, self.max_nodes) for _ in range(self.jobs)
+            (parent.model_bytes, rng.randrange(2**31), per_task, self.max_nodes, self.cost_targets)
+            for _ in range(self.jobs)
         ]
         results = (
             list(self._pool.map(_mutate_task, tasks)) if self._pool else [_mutate_task(t) for t in tasks]

@@ -193,3 +193,19 @@ def test_port_binding_is_permuted_when_the_given_order_cannot_resolve():
     assert isinstance(m2, Mutant) and m2.model.SerializeToString() == m.model.SerializeToString()
     with pytest.raises(InputError):
         apply(g, occ, seg, seed=0, inputs=["t1", "x"])
+
+
+def test_cost_target_asks_the_milp_for_a_cheaper_segment():
+    """cost_target < 1 aims S' below S's MACs: the mutant is valid and lighter than the cost-neutral one."""
+    g = small("resnet18")
+    occ = block_names(g, "layer3.1.")  # a 256-wide basic block: S' channels are free inside
+    neutral = apply(g, occ, res_block(stride=1, cin=8, cout=8), seed=0, align=16)
+    cheaper = apply(g, occ, res_block(stride=1, cin=8, cout=8), seed=0, align=16, cost_target=0.5)
+    assert isinstance(neutral, Mutant) and isinstance(cheaper, Mutant), (neutral, cheaper)
+    assert verify_model(cheaper.model, io_signature(g.model)) is None
+    macs = [load(m.model).totals()["macs"] for m in (neutral, cheaper)]
+    segment_macs = sum(g.node(n).macs for n in occ)
+    # only the inner width of S' is free (its output must match the 256-wide successor)
+    assert macs[0] - macs[1] > 0.05 * segment_macs, (macs, segment_macs)
+    with pytest.raises(InputError):
+        apply(g, occ, res_block(stride=1, cin=8, cout=8), seed=0, cost_target=0.0)

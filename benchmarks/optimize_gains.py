@@ -236,17 +236,23 @@ def main() -> None:
         print(json.dumps(doc, indent=2))
         (RESULTS / "optimize_nb201_ground_truth.json").write_text(json.dumps(doc, indent=2))
         return
-    doc = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "optimize_gains"}
-    rows = doc.setdefault("rows", [])
 
     def key(r: dict) -> tuple:
         return (r["model"], r["target"], r["mode"], r.get("acc_drop"))
+
+    def save(row: dict) -> None:  # re-read first: parts of the study may run side by side
+        doc = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "optimize_gains"}
+        rows = doc.setdefault("rows", [])
+        rows[:] = [r for r in rows if key(r) != key(row)] + [row]
+        tmp = args.out.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(args.out)
 
     for model in args.models.split(","):
         for target in args.targets.split(","):
             for mode in args.modes.split(","):
                 row = run_one(model, target, mode, args)
-                rows[:] = [r for r in rows if key(r) != key(row)] + [row]
+                save(row)
                 lc = row.get("latency_change")
                 ec = row.get("energy_change")
                 print(
@@ -256,7 +262,6 @@ def main() -> None:
                     f"wall {row['wall_s']:.0f}s rss {row['peak_rss_mb']:.0f} MB",
                     flush=True,
                 )
-                args.out.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -202,7 +202,11 @@ def optimize(
             status("opening the segment database (built into the cache on first use)")
             db = default_db(progress=True)
         proposer = GraphProposer(
-            str(db.path), align=tgt.channel_multiple, jobs=jobs, cost_targets=cost_targets_for(objective)
+            str(db.path),
+            align=tgt.channel_multiple,
+            jobs=jobs,
+            cost_targets=cost_targets_for(objective),
+            macs_per_param=tgt.macs_per_param,
         )
     # measure-in-the-loop uses a shorter time cap than `profile` (the ±1% goal still stops it earlier)
     overrides = {"time_cap_s": min(10.0, float(tgt.protocol.get("time_cap_s", 10.0)))}

@@ -54,10 +54,11 @@ def _out_bytes(n) -> list[int]:
 
 
 # ---- AutoGO proposer (segment DB + MILP) --------------------------------------------------------
-def _init_worker(db_path: str, align: int, cost_weights: dict | None) -> None:
+def _init_worker(db_path: str, align: int, cost_weights: dict | None, macs_per_param: float = 0.0) -> None:
     from autogo_deploy.segments.db import SegmentDB
 
     _WORKER["db"] = SegmentDB(db_path)
+    _WORKER["macs_per_param"] = float(macs_per_param)
     _WORKER["align"] = align
     _WORKER["weights"] = cost_weights
 
@@ -72,8 +73,11 @@ def _mutate_task(args: tuple) -> list[dict]:
     rng = random.Random(seed)
     g = load(parent_bytes, cleanup=False)
     occurrences = [o for o in segment_model(g, db) if 1 <= len(o.node_names) <= max_nodes]
-    # prefer heavy segments: that is where the cost is
-    weights = [(1 + sum(g.node(n).macs for n in o.node_names)) ** 0.5 for o in occurrences]
+    # prefer heavy segments: that is where the cost is (MACs, plus weights on memory-bound hardware)
+    k = _WORKER.get("macs_per_param", 0.0)
+    weights = [
+        (1 + sum(g.node(n).macs + k * g.node(n).params for n in o.node_names)) ** 0.5 for o in occurrences
+    ]
     out: list[dict] = []
     rejections: dict[str, int] = {}
     for k in range(tries):
@@ -127,8 +131,11 @@ class GraphProposer:
         jobs: int | None = None,
         max_nodes: int = 30,
         cost_targets: tuple[float, ...] = (1.0,),
+        macs_per_param: float = 0.0,
     ):
-        """cost_targets: the MILP cost targets a mutation draws from (see mutate.apply)."""
+        """cost_targets: the MILP cost targets a mutation draws from (see mutate.apply);
+        macs_per_param: what a weight costs in MACs on the target (Target.macs_per_param), which
+        weighs source segments by their cost there."""
         self.jobs = max(1, jobs or (os.cpu_count() or 1))
         self.max_nodes = max_nodes
         self.cost_targets = tuple(float(x) for x in cost_targets)
@@ -137,10 +144,10 @@ class GraphProposer:
         self._pool = None
         if self.jobs > 1:
             self._pool = ProcessPoolExecutor(
-                self.jobs, initializer=_init_worker, initargs=(db_path, align, cost_weights)
+                self.jobs, initializer=_init_worker, initargs=(db_path, align, cost_weights, macs_per_param)
             )
         else:
-            _init_worker(db_path, align, cost_weights)
+            _init_worker(db_path, align, cost_weights, macs_per_param)
 
     def close(self) -> None:
         if self._pool:

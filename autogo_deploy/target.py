@@ -72,6 +72,12 @@ class Target:
         return harness(self)
 
     @property
+    def macs_per_param(self) -> float:
+        """How many MACs one weight costs on this hardware (weights streamed from memory once per
+        inference); 0 = compute-bound, weights free. Used to pick which segments to mutate."""
+        return float(self.hardware.get("macs_per_param", 0))
+
+    @property
     def channel_multiple(self) -> int:
         """Channel count the hardware prefers (1 = no preference)."""
         return int(self.hardware.get("channel_multiple", 1))
@@ -175,6 +181,9 @@ def parse_target(data: dict[str, Any], *, default_name: str, path: str | None = 
     multiple = hardware.get("channel_multiple", 1)
     if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
         raise _fail(where, f"[hardware] channel_multiple must be a positive integer, got {multiple!r}")
+    per_param = hardware.get("macs_per_param", 0)
+    if isinstance(per_param, bool) or not isinstance(per_param, int | float) or per_param < 0:
+        raise _fail(where, f"[hardware] macs_per_param must be a number >= 0, got {per_param!r}")
     return Target(
         name=name.strip(),
         backend=backend,

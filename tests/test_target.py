@@ -59,6 +59,8 @@ def test_load_by_path_defaults_name_to_stem_and_fills_protocol(tmp_path):
     assert target.protocol == DEFAULT_PROTOCOL
     assert target.power["method"] == "modeled"
     assert target.channel_multiple == 1
+    assert target.macs_per_param == 0.0  # compute-bound unless the file says otherwise
+    assert load_target("npu-sim").macs_per_param == 160  # derived in targets/npu-sim.toml
 
 
 def test_unknown_target_lists_the_known_ones():
@@ -85,6 +87,7 @@ def test_unknown_target_lists_the_known_ones():
         (MINIMAL + '[power]\nmethod = "rapl"\nfallback = "vibes"\n', "[power] fallback"),
         (MINIMAL + "[budgets]\nlatency_ms = -3\n", "[budgets] latency_ms"),
         (MINIMAL + "[hardware]\nchannel_multiple = 0\n", "channel_multiple"),
+        (MINIMAL + "[hardware]\nmacs_per_param = -1\n", "macs_per_param"),
         (MINIMAL + "[extras]\nx = 1\n", "unknown sections"),
         ("[backend]\nthreads = 1\n", "missing [target]"),
         ("[target\nbroken", "not valid TOML"),

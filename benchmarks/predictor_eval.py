@@ -5,11 +5,13 @@
     .venv/bin/python benchmarks/predictor_eval.py --ship         # also install the main model as the
                                                                  # packaged default checkpoint
     .venv/bin/python benchmarks/predictor_eval.py --ship --reuse # re-evaluate without retraining
+    .venv/bin/python benchmarks/predictor_eval.py --only-fewshot --reuse  # only (b), merged into --out
 
 Every figure is printed next to simple baselines measured in the same run on the same rows:
 (a) NB201 CIFAR-10 accuracy, held-out 20%: PSC GNN vs gradient-boosted trees on the one-hot cell;
 (b) few-shot latency, leave one of HELP's nine device settings out, 10 reference measurements:
-    PSC GNN basis + fitted target embedding vs least squares on [MACs, op counts] and on MACs alone,
+    PSC GNN few-shot fit (basis + target embedding, or least squares on MACs + the arch's op counts
+    where leave-one-out CV over the 10 references prefers it) vs least squares on [MACs, op counts] and on MACs alone,
     plus a *ceiling* reference that is not few-shot: trees trained on 80% of that device's own data;
 (c) own target (ort-cpu measurements collected by `predictor collect`), held-out 20%: PSC GNN vs
     least squares on [MACs, activation bytes, nodes] and on MACs alone, fitted on the training rows;
@@ -90,7 +92,7 @@ def _reuse(folder: Path, cfg: TrainConfig):
 
 
 def fewshot_study(devices, cfg: TrainConfig, macs: np.ndarray, reuse: bool = False) -> dict:
-    from autogo_deploy.predictor.fewshot import fit_embedding
+    from autogo_deploy.predictor.fewshot import NB201_FEATURES, fit_embedding, nb201_count_features
     from autogo_deploy.predictor.inference import Predictor
     from autogo_deploy.predictor.trainsets import nb201_graphs
 
@@ -112,8 +114,16 @@ def fewshot_study(devices, cfg: TrainConfig, macs: np.ndarray, reuse: bool = Fal
         ck = ck or tasks.train_checkpoint(folder, cfg=cfg, exclude_devices=(d,))
         pred = Predictor(ck)
         basis = pred.basis(graphs)
-        z, rep = fit_embedding(basis[ri], y[ri], pred.z_train())
-        ours = basis @ z
+        counts = nb201_count_features(lat.archs, basis)  # what `predictor fewshot --space nb201` uses
+        z, rep = fit_embedding(
+            basis[ri], y[ri], pred.z_train(), ref_features=counts[ri], features=NB201_FEATURES
+        )
+        basis_only = basis @ z
+        ours = basis_only
+        if rep["selected"] == "lsq":
+            w = np.asarray(rep["head"]["weights"])
+            head = w[0] + counts @ w[1:]
+            ours = np.where(head > 0, head, basis_only)  # as tasks.fewshot_space
         lsq = bl.lsq_fit_predict(feats[ri], y[ri], feats)
         macs_only = bl.lsq_fit_predict(feats[ri, :1], y[ri], feats[:, :1])
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -127,14 +137,17 @@ def fewshot_study(devices, cfg: TrainConfig, macs: np.ndarray, reuse: bool = Fal
             "lsq_macs_only": tasks.latency_metrics(macs_only[rest], y[rest]),
             "ceiling_same_device_8000_samples": tasks.latency_metrics(ceiling.predict(oh[te]), y[te]),
             "psc_gnn_fewshot_on_test_split": tasks.latency_metrics(ours[te], y[te]),
+            "psc_gnn_basis_only": tasks.latency_metrics(basis_only[rest], y[rest]),
+            "selected": rep["selected"], "cv_loo_median_abs_log_error": rep.get("candidates_loo_median_abs_log_error"),
             "lambda": rep["lambda"], "train_seconds": ck.manifest["train"]["seconds_total"], "fold_seconds": round(time.monotonic() - t, 1),
         }  # fmt: skip
         out[d] = row
-        log(f"[fewshot] {d}: ours Spearman {row['psc_gnn_fewshot']['spearman']:.4f} "
+        log(f"[fewshot] {d}: selected {rep['selected']}; ours Spearman {row['psc_gnn_fewshot']['spearman']:.4f} "
             f"±10% {row['psc_gnn_fewshot']['within_10pct']:.3f} | lsq {row['lsq_macs_opcounts']['spearman']:.4f} "
             f"{row['lsq_macs_opcounts']['within_10pct']:.3f} | ceiling "
             f"{row['ceiling_same_device_8000_samples']['spearman']:.4f}")  # fmt: skip
-    keys = ("psc_gnn_fewshot", "lsq_macs_opcounts", "lsq_macs_only", "ceiling_same_device_8000_samples")
+    keys = ("psc_gnn_fewshot", "psc_gnn_basis_only", "lsq_macs_opcounts", "lsq_macs_only",
+            "ceiling_same_device_8000_samples")  # fmt: skip
     mean = {k: {m: float(np.mean([out[d][k][m] for d in out])) for m in ("spearman", "kendall", "within_10pct")}
             for k in keys}  # fmt: skip
     return {"devices": out, "mean": mean, "help_reported_mean_spearman": HELP_REPORTED_SPEARMAN,
@@ -215,6 +228,11 @@ def main() -> int:
         "--reuse", action="store_true", help="reuse checkpoints trained earlier with the same config"
     )
     ap.add_argument("--ship", action="store_true", help="write the main model as the packaged checkpoint")
+    ap.add_argument(
+        "--only-fewshot",
+        action="store_true",
+        help="run only the few-shot study (b) and merge it into the existing --out JSON",
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "predictor_eval.json"))
     args = ap.parse_args()
     from autogo_deploy.predictor import checkpoint as ckpt
@@ -224,6 +242,18 @@ def main() -> int:
     main_cfg = TrainConfig(epochs=args.epochs or (12 if args.quick else base.epochs))
     lodo_cfg = TrainConfig(epochs=args.lodo_epochs or (8 if args.quick else 12), acc_weight=0.0)
     own = tuple(t for t in args.own.split(",") if t)
+    if args.only_fewshot:
+        lat = ds.nb201_latency()
+        devices = args.devices.split(",") if args.devices else list(lat.columns)
+        results = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+        results["fewshot"] = fewshot_study(devices, lodo_cfg, _macs(lat.archs), reuse=args.reuse)
+        results["lodo_config"] = lodo_cfg.to_dict()
+        results.pop("fewshot_note", None)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        if "accuracy" in results and "training_time" in results:
+            print_table(results)
+        return 0
     results: dict = {"machine_note": "2 shared CPU cores (other jobs running); torch with 1 intra-op thread",
                      "main_config": main_cfg.to_dict(), "lodo_config": lodo_cfg.to_dict()}  # fmt: skip
     out_dir = ckpt.packaged_dir() if args.ship else _scratch() / "main_checkpoint"
@@ -268,13 +298,18 @@ def print_table(r: dict) -> None:
     print("    goal: Spearman >= 0.98, Kendall >= 0.90")
     if "fewshot" in r:
         f = r["fewshot"]
-        keys = ("psc_gnn_fewshot", "lsq_macs_opcounts", "lsq_macs_only", "ceiling_same_device_8000_samples")
+        keys = ("psc_gnn_fewshot", "psc_gnn_basis_only", "lsq_macs_opcounts", "lsq_macs_only",
+                "ceiling_same_device_8000_samples")  # fmt: skip
+        keys = tuple(k for k in keys if k in f["mean"])
         print(
             "(b) few-shot latency, leave one device out, 10 reference measurements (Spearman / within ±10%)"
         )
-        print(f"    {'device':<16} {'PSC GNN':<19}{'LSQ MACs+ops':<19}{'LSQ MACs':<19}ceiling*")
+        head = {"psc_gnn_fewshot": "ours (CV-selected)", "psc_gnn_basis_only": "GNN basis only",
+                "lsq_macs_opcounts": "LSQ MACs+ops", "lsq_macs_only": "LSQ MACs",
+                "ceiling_same_device_8000_samples": "ceiling*"}  # fmt: skip
+        print(f"    {'device':<16} " + "".join(f"{head[k]:<18}" for k in keys) + "selected")
         for d, row in f["devices"].items():
-            print(f"    {d:<16} " + "".join(_pair(row[k]) for k in keys))
+            print(f"    {d:<16} " + "".join(_pair(row[k]) for k in keys) + row.get("selected", ""))
         print(f"    {'mean':<16} " + "".join(_pair(f["mean"][k]) for k in keys))
         print(
             "    *ceiling: trees trained on 8000 measurements of the same device (not few-shot); HELP reports 0.932"

@@ -391,3 +391,21 @@ def split_with_ports(gt: GraphTensors, parts: np.ndarray):
     repeat = np.zeros(x.shape[0], np.float32)
     repeat[:n] = gt.repeat
     return x, np.concatenate(new_edges, axis=1), node_part, repeat
+
+
+OP_COUNT_NAMES = ("conv_k1", "conv_k3plus", "pool", "add", "zero_mul")
+
+
+def op_counts(gt: GraphTensors) -> np.ndarray:
+    """Repeat-weighted node counts by kind (OP_COUNT_NAMES): the per-op terms of the few-shot
+    least-squares candidate (fewshot.fit_embedding), computable for any graph."""
+    x = np.asarray(gt.x, np.float64)
+    rep = np.asarray(gt.repeat, np.float64).reshape(-1)
+    op = x[:, :NUM_OPS]
+    conv = op[:, _OP_INDEX["Conv"]] + op[:, _OP_INDEX["ConvTranspose"]]
+    kernel = np.round(x[:, NUM_OPS] * 7.0)
+    pool = op[:, _OP_INDEX["AveragePool"]] + op[:, _OP_INDEX["MaxPool"]]
+    add = op[:, _OP_INDEX["Add"]] + op[:, _OP_INDEX["Sum"]]
+    zero = x[:, ZERO_COL]
+    cols = (conv * (kernel <= 1), conv * (kernel > 1), pool, add, zero)
+    return np.array([float((c * rep).sum()) for c in cols])

@@ -25,7 +25,7 @@ import numpy as np
 from autogo_deploy.errors import InputError, ModelError
 from autogo_deploy.predictor import checkpoint as ckpt
 from autogo_deploy.predictor.features import GraphTensors, default_parts, from_graph, segment_parts
-from autogo_deploy.predictor.fewshot import TargetEmbedding
+from autogo_deploy.predictor.fewshot import COUNT_FEATURES, TargetEmbedding, count_features
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,17 @@ class Predictor:
         """The trained targets' latency embeddings (the prior for few-shot fits)."""
         return self.model.lat_embeddings().detach().double().numpy()
 
+    @staticmethod
+    def latency(emb: TargetEmbedding, graphs: list[GraphTensors], basis: np.ndarray) -> np.ndarray:
+        """latency_ms of graphs under an embedding: G · z, or the least-squares head on op counts
+        where the few-shot fit selected it (fewshot.fit_embedding) and it predicts a positive value."""
+        lat = np.asarray(basis, np.float64) @ np.asarray(emb.z_latency, np.float64)
+        if emb.head_applies(COUNT_FEATURES):
+            head = emb.head_predict(count_features(graphs, basis))
+            # a linear head can extrapolate to <= 0 on graphs unlike the references: keep G · z there
+            lat = np.where(head > 0, head, lat)
+        return lat
+
     # ---- prediction ----------------------------------------------------------------------------
     def featurize(self, item) -> tuple[GraphTensors, np.ndarray]:
         if isinstance(item, GraphTensors):
@@ -207,7 +218,7 @@ class Predictor:
         emb = self.embedding(target) if target is not None else None
         feats = [self.featurize(it) for it in items]
         acc, basis = self.raw([f[0] for f in feats], [f[1] for f in feats])
-        lat = basis @ np.asarray(emb.z_latency) if emb else [None] * len(items)
+        lat = self.latency(emb, [f[0] for f in feats], basis) if emb else [None] * len(items)
         energy = basis @ np.asarray(emb.z_energy) if emb and emb.z_energy else [None] * len(items)
         return [
             Prediction(

@@ -11,7 +11,15 @@ import numpy as np
 
 from autogo_deploy.errors import InputError
 from autogo_deploy.predictor import checkpoint as ckpt
-from autogo_deploy.predictor.fewshot import TargetEmbedding, fit_embedding, log_normalised
+from autogo_deploy.predictor.fewshot import (
+    COUNT_FEATURES,
+    NB201_FEATURES,
+    TargetEmbedding,
+    count_features,
+    fit_embedding,
+    log_normalised,
+    nb201_count_features,
+)
 
 Log = Callable[[str], None] | None
 MAX_CI95_REL = 0.05  # own measurements less precise than ±5% (95% CI of the median) are not used
@@ -153,7 +161,12 @@ def read_measurements(path: str | Path) -> list[tuple[str, float]]:
     return out
 
 
-def fit_nb201_embedding(predictor, measurements: list[tuple[str, float]], name: str) -> TargetEmbedding:
+def fit_nb201_embedding(
+    predictor, measurements: list[tuple[str, float]], name: str, *, features: str = COUNT_FEATURES
+) -> TargetEmbedding:
+    """Fit a target from measured NB201 archs. `features` names the op-count features the
+    least-squares candidate uses (fewshot.fit_embedding): COUNT_FEATURES (from the ONNX graph; the
+    head then applies to any graph) or NB201_FEATURES (the arch string's edge ops; NB201 archs only)."""
     from autogo_deploy.predictor.arch_graphs import nb201_tensors
     from autogo_deploy.predictor.datasets import reference_archs
 
@@ -161,7 +174,8 @@ def fit_nb201_embedding(predictor, measurements: list[tuple[str, float]], name: 
     y = np.array([v for _, v in measurements], np.float64)
     graphs = [nb201_tensors(a) for a in archs]  # validates every arch string
     basis = predictor.basis(graphs)
-    z, report = fit_embedding(basis, y, predictor.z_train())
+    x = nb201_count_features(archs, basis) if features == NB201_FEATURES else count_features(graphs, basis)
+    z, report = fit_embedding(basis, y, predictor.z_train(), ref_features=x, features=features)
     refs = set(reference_archs("nb201"))
     report["reference_archs_used"] = sum(a in refs for a in archs)
     return TargetEmbedding(
@@ -172,21 +186,30 @@ def fit_nb201_embedding(predictor, measurements: list[tuple[str, float]], name: 
         reference=dict(zip(archs, y.tolist(), strict=True)),
         reference_log_norm=log_normalised(y).tolist(),
         fit=report,
+        head=report.get("head", {}),
     )
 
 
 def fewshot_space(predictor, measurements_csv, space: str = "nb201", log: Log = None):
+    """Predicted latency of every arch of the space from measurements of a few (HELP's setting: the
+    measurements are of the PyTorch cells, so the least-squares candidate counts the arch's edge ops)."""
     check_space(space)
     emb = fit_nb201_embedding(
-        predictor, read_measurements(measurements_csv), name=Path(measurements_csv).stem
-    )
+        predictor, read_measurements(measurements_csv), name=Path(measurements_csv).stem,
+        features=NB201_FEATURES,
+    )  # fmt: skip
     archs, graphs = nb201_all_graphs(log)
     basis = predictor.basis(graphs)
-    return archs, basis @ np.asarray(emb.z_latency), emb
+    lat = basis @ np.asarray(emb.z_latency)
+    if emb.head_applies(NB201_FEATURES):  # as Predictor.latency: G · z where the linear head gives <= 0
+        head = emb.head_predict(nb201_count_features(archs, basis))
+        lat = np.where(head > 0, head, lat)
+    return archs, lat, emb
 
 
 def calibrate(predictor, target: str, *, measure_kw: dict | None = None, log: Log = None) -> TargetEmbedding:
     """Measure the 10 reference archs on `target`, fit and store its embedding in the cache folder."""
+    from autogo_deploy.backends.npu_sim import fast_stand_in
     from autogo_deploy.measure import measure
     from autogo_deploy.predictor.arch_graphs import nb201_tensors
     from autogo_deploy.predictor.datasets import reference_archs
@@ -194,7 +217,7 @@ def calibrate(predictor, target: str, *, measure_kw: dict | None = None, log: Lo
     from autogo_deploy.target import load_target
     from autogo_deploy.zoo import nb201
 
-    tgt = load_target(target)
+    tgt, _ = fast_stand_in(load_target(target))  # npu-sim: TVM's fusion rule on ONNX, same figures
     archs = list(reference_archs("nb201"))
     lat, energy = [], []
     for i, arch in enumerate(archs):
@@ -273,7 +296,7 @@ def evaluate(predictor, *, db=None, log: Log = None) -> dict:
     for t, rows in by_target.items():
         if t not in predictor.model.devices:
             continue
-        z = np.asarray(predictor.embedding(t).z_latency)
-        pred = predictor.basis([r["graph"] for r in rows]) @ z
+        graphs = [r["graph"] for r in rows]
+        pred = predictor.latency(predictor.embedding(t), graphs, predictor.basis(graphs))
         report["own"][t] = latency_metrics(pred, [r["latency_ms"] for r in rows])
     return report

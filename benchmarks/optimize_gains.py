@@ -13,7 +13,7 @@ MACs change, predicted accuracy change, wall time and peak RSS.
     .venv/bin/python benchmarks/optimize_gains.py --nb201-ground-truth       # the NB201 regret study
 
 Models are zoo names; `nb201_best` is the most accurate NB201 network of the shared CIFAR-10 table.
-Rows are merged into the results file by (model, target, mode, acc_drop), so studies can be run in
+Rows are merged into the results file by (model, target, mode, acc_drop, generations), so studies can be run in
 parts; each row records the machine load it ran under.
 """
 
@@ -250,7 +250,7 @@ def main() -> None:
         return
 
     def key(r: dict) -> tuple:
-        return (r["model"], r["target"], r["mode"], r.get("acc_drop"))
+        return (r["model"], r["target"], r["mode"], r.get("acc_drop"), r.get("generations"))
 
     def save(row: dict) -> None:  # re-read first: parts of the study may run side by side
         doc = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "optimize_gains"}

@@ -267,11 +267,19 @@ class Search:
         """The measured candidate with the best objective within budgets, better than the input.
 
         When the input itself breaks a (measured) budget, any candidate within budgets improves on it;
-        otherwise the candidate's objective must beat the input's. Unless a latency budget says what
-        is allowed, nothing measured slower than the input is ever returned.
+        otherwise the candidate's objective must beat the input's — for a timed objective by more than
+        the measurement noise (the larger of the two medians' 95% CI half-widths), so a mutant that
+        only measured faster by chance is not emitted. Unless a latency budget says what is allowed,
+        nothing measured slower than the input is ever returned.
         """
         base = self.baseline.cost(self.key)
         base_ok = not self.budgets.violations(self.baseline.metrics())
+        timed = self.key in ("latency_ms", "energy_mj")
+
+        def beats_input(c: Candidate) -> bool:
+            margin = max(_noise(self.baseline), _noise(c)) if timed else 0.0
+            return base is not None and c.cost(self.key) < base * (1.0 - margin)
+
         ok = [
             c
             for c in front
@@ -279,7 +287,7 @@ class Search:
             and c.measured
             and not self.budgets.violations(c.metrics())
             and c.cost(self.key) is not None
-            and (not base_ok or (base is not None and c.cost(self.key) < base))
+            and (not base_ok or beats_input(c))
         ]
         if self.budgets.limits.get("latency_ms") is None:
             ok = [c for c in ok if c.cost("latency_ms") <= self.baseline.cost("latency_ms")]
@@ -351,3 +359,11 @@ class Search:
             raise InputError(f"checkpoint {folder} is unreadable: {exc}") from None
         if state["baseline"] != self.baseline.cid:
             raise InputError(f"checkpoint {folder} belongs to another input model")
+
+
+def _noise(c: Candidate) -> float:
+    """Relative 95% CI half-width of a candidate's measured median; 0 for simulated or exact figures."""
+    m = c.measured or {}
+    if m.get("deterministic"):
+        return 0.0
+    return max(0.0, float(m.get("ci95_rel") or 0.0))

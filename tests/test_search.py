@@ -113,3 +113,30 @@ def test_checkpoint_resume(tmp_path):
     r2 = s2.run()
     assert len(r2.history) == 4
     assert r2.best.measured["latency_ms"] <= r1.best.measured["latency_ms"]
+
+
+def test_a_gain_inside_the_measurement_noise_is_not_emitted():
+    """Every mutant measures 2% faster than the input; with a ±3% CI on the medians that is noise
+    and nothing is emitted, with ±1% it is a real gain and the best is emitted."""
+
+    def run(ci):
+        base = _cand(100)
+        base.predicted, base.acc_delta = scorer([base])[0], 0.0
+
+        def measurer(c):
+            value = 100.0 if c is base or _value(c) == 100 else 98.0
+            return {"latency_ms": value, "energy_mj": None, "power_w": None, "ci95_rel": ci}
+
+        s = Search(
+            base,
+            proposer=lambda p, rng, n: [_cand(200 + i + 10 * rng.randint(0, 99), p.cid) for i in range(n)],
+            scorer=lambda cs: [{"acc": 90.0, "latency_ms": 1.0, "energy_mj": None} for _ in cs],
+            measurer=measurer,
+            budgets=parse_budgets(["acc_drop=0"]),
+            config=SearchConfig(generations=2, population=4, measure_top=2, seed=0),
+        )
+        return s.run().best
+
+    assert run(0.03) is None
+    best = run(0.01)
+    assert best is not None and best.measured["latency_ms"] == 98.0

@@ -121,7 +121,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
     row["proposer"] = {k: v for k, v in res.proposer_stats.items() if k != "npu_fusion_check"}
-    row["measured"] = sum(1 for h in res.search.history[-1:] for _ in range(h["measured_total"]))
+    row["measured"] = res.search.history[-1]["measured_total"] if res.search.history else 0
     if "npu_fusion_check" in res.proposer_stats:
         row["npu_fusion_check"] = res.proposer_stats["npu_fusion_check"]
     if best:

@@ -187,12 +187,26 @@ class Search:
             self.pool[c.cid] = c
         return fresh
 
+    KEEP_MEASURED = 4  # measured candidates off the front whose bytes are kept (the cheapest ones)
+
     def _release_memory(self) -> None:
-        """Keep model bytes only for the front and measured candidates (big models are 100+ MB each)."""
+        """Keep model bytes only for the front, the baseline and the few cheapest measured candidates
+        (big models are 100+ MB each; a 20-generation ResNet-50 run measures ~40). Random search draws
+        parents from everything it kept, so there every measured candidate keeps its bytes. With a
+        checkpoint, bytes are released only once the candidate's ONNX file is written."""
         keep = {c.cid for c in self.front()} | {self.baseline.cid}
+        measured = [c for c in self.pool.values() if c.measured and c.model_bytes]
+        if self.cfg.strategy == "random":
+            keep |= {c.cid for c in measured}
+        else:
+            ranked = sorted(measured, key=lambda c: (_or_inf(c.cost(self.key)), c.cid))
+            keep |= {c.cid for c in ranked[: self.KEEP_MEASURED]}
         for c in self.pool.values():
-            if c.cid not in keep and not c.measured and c.model_bytes:
-                c.model_bytes = b""
+            if c.cid in keep or not c.model_bytes:
+                continue
+            if c.measured and self.checkpoint and not (self.checkpoint / f"{c.cid}.onnx").exists():
+                continue  # written by the next save_checkpoint, released after that
+            c.model_bytes = b""
 
     def _measure(self, c: Candidate) -> None:
         if c.measured is None:

@@ -140,3 +140,17 @@ def test_a_gain_inside_the_measurement_noise_is_not_emitted():
     assert run(0.03) is None
     best = run(0.01)
     assert best is not None and best.measured["latency_ms"] == 98.0
+
+
+def test_measured_candidates_off_the_front_release_their_bytes(tmp_path):
+    s, measured = make(generations=10, checkpoint=tmp_path / "ck")
+    r = s.run()
+    front = {c.cid for c in s.front()} | {s.baseline.cid}
+    held = [c for c in s.pool.values() if c.measured and c.model_bytes and c.cid not in front]
+    assert len(measured) > Search.KEEP_MEASURED + len(front)  # enough measured to release some
+    assert len(held) <= Search.KEEP_MEASURED
+    assert r.best is not None and r.best.model_bytes  # the emitted model keeps its bytes
+    # every measured candidate was written to the checkpoint before its bytes were released
+    for c in s.pool.values():
+        if c.measured:
+            assert candidate_id((tmp_path / "ck" / f"{c.cid}.onnx").read_bytes()) == c.cid

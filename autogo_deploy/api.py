@@ -118,7 +118,7 @@ def verify_fast_fusion(result, tgt, *, seed: int = 0) -> dict:
     (see backends.npu_sim.fast_stand_in)."""
     from autogo_deploy.measure import measure
 
-    out: dict = {"fusion": "tvm", "loop_fusion": "onnx-rules", "models": {}}
+    out: dict = {"fusion": tgt.options.get("fusion", "tvm"), "loop_fusion": "onnx-rules", "models": {}}
     worst = 0.0
     for name, cand in (("input", result.baseline), ("result", result.best)):
         if cand is None or not cand.measured:

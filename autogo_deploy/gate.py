@@ -324,6 +324,9 @@ def run_gate(
         ]
         return GateOutcome(verdict, final, evidence, settings, a_fail, a_pass, clock() - start, reason)
 
+    def capped() -> bool:
+        return evidence_runs(evidence) >= settings.max_runs or clock() - start >= settings.max_seconds
+
     if not need_runs:
         if any(r.status == FAIL for r in results):
             return outcome(FAIL, "an exact budget is broken")
@@ -337,12 +340,11 @@ def run_gate(
             exact_now["peak_mem_mb"] = (evidence.peak_mem_mb, MEASURED_MEM)
         results = judge(budgets, evidence, exact_now, a_fail, a_pass)
         _require_available(results, evidence)
-        capped = evidence_runs(evidence) >= settings.max_runs or clock() - start >= settings.max_seconds
         look = f"look at {evidence.batches} batch(es), {evidence_runs(evidence)} runs"
         failing = [r for r in results if r.status == FAIL]
         if any(not is_statistical(r.budget.metric) for r in failing):  # exact figures need no look
             return outcome(FAIL, f"budget broken: {_names(failing)} ({look})")
-        if has_stat and not (evidence.deterministic or capped or evidence.batches in schedule):
+        if has_stat and not (evidence.deterministic or capped() or evidence.batches in schedule):
             continue  # between planned looks: measure on
         if progress:
             progress(f"{look}: " + ", ".join(f"{r.budget.metric} {r.status}" for r in results))
@@ -360,9 +362,7 @@ def run_gate(
                 )
             if progress:
                 progress(f"fail not confirmed by {window.describe()}: measuring on")
-            # the fresh batches may pass a planned look: judge them like one unless capped
-            capped = evidence_runs(evidence) >= settings.max_runs or clock() - start >= settings.max_seconds
-            if not capped:
+            if not capped():  # measure on to the next planned look; at a cap, decide below
                 continue
         if all(r.status == PASS for r in results):
             return outcome(PASS, f"all budgets met ({look})")

@@ -49,10 +49,15 @@ def mode_line(doc: dict[str, Any]) -> str:
     if doc["deterministic"]:
         return f"deterministic ({doc['mode']}): exact figures, no run-to-run noise"
     gate = doc["gate"]
-    return (
+    line = (
         f"measured: {gate['runs']} runs in {gate['batches']} batch(es); false-fail rate ≤ "
         f"{gate['settings']['fail_alpha']:g}, false-pass rate ≤ {gate['settings']['pass_alpha']:g}"
     )
+    if doc.get("reference"):
+        from autogo_deploy.drift import describe
+
+        line += f"; {describe(doc['reference'])}"
+    return line
 
 
 def headline(doc: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class CheckReport:
     config_path: str | None = None
     measurement: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    reference: dict[str, Any] | None = None  # drift correction (autogo_deploy.drift), when on
 
     @property
     def verdict(self) -> str:
@@ -88,6 +90,7 @@ class CheckReport:
             "gate": gate,
             "measurement": self.measurement,
             "baseline": self.baseline,
+            "reference": self.reference,
             "config_path": self.config_path,
             "elapsed_s": round(self.elapsed_s, 3),
         }
@@ -157,8 +160,16 @@ def _peak_mem(measurement: Any, target: Any) -> float | None:
     return None
 
 
-def batch_sampler(model: Path, target: Any, deadline: Callable[[], float], input_shapes: dict | None = None):
-    """sample_batch(runs) for the gate: one measure() call (own harness process) per batch."""
+def batch_sampler(
+    model: Path,
+    target: Any,
+    deadline: Callable[[], float],
+    input_shapes: dict | None = None,
+    drift: Any | None = None,
+):
+    """sample_batch(runs) for the gate: one measure() call (own harness process) per batch. With
+    `drift` (a drift.DriftCorrection) each batch also times the reference network and its latency
+    samples are rescaled to the nominal reference speed."""
     from autogo_deploy.measure import measure
 
     last: dict[str, Any] = {}
@@ -169,12 +180,21 @@ def batch_sampler(model: Path, target: Any, deadline: Callable[[], float], input
         if target.backend in DETERMINISTIC_BACKENDS:  # the simulator's own protocol: one evaluation
             m = measure(model, target, input_shapes=shapes)
         else:
-            m = measure(model, target, min_runs=runs, max_runs=runs, time_cap_s=cap, input_shapes=shapes)
+            m = measure(
+                model,
+                target,
+                min_runs=runs,
+                max_runs=runs,
+                time_cap_s=cap,
+                input_shapes=shapes,
+                reference=None if drift is None else drift.path,
+            )
         if not m.samples_ms:
             raise errors.MeasurementFailed(f"target {target.name} returned no latency samples")
-        last.update(env=m.env, method=m.method)
+        last.update(env=m.env, method={k: v for k, v in m.method.items() if k != "reference"})
+        samples = list(m.samples_ms) if drift is None else drift.correct(list(m.samples_ms), m.method)
         return Batch(
-            samples_ms=list(m.samples_ms),
+            samples_ms=samples,
             energy_mj=m.energy_mj,
             power_w=m.power_w,
             power_method=m.power_method,
@@ -198,11 +218,14 @@ def run_check(
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     log: Callable[[str], None] | None = None,
     sample_batch: Callable[[int], Batch] | None = None,
+    drift_correct: bool = False,
+    reference_ms: float | None = None,
 ) -> CheckReport:
     """Check `model` against its budgets on `target`. `settings` overrides the gate settings
     (fail_alpha, pass_alpha, batch_runs, max_runs, max_seconds, min_batches, confirm_batches,
     confirm_pause_s); `sample_batch`
-    replaces the target's harness (tests, benchmarks)."""
+    replaces the target's harness (tests, benchmarks). `drift_correct`: judge latency rescaled to a
+    reference network's nominal speed (autogo_deploy.drift); `reference_ms` sets that nominal."""
     from autogo_deploy.target import load_target
 
     started = time.monotonic()
@@ -230,18 +253,31 @@ def run_check(
     needs_runs = any(METRICS[b.metric].kind != "exact" for b in budgets)
     predicted = deterministic and not simulated and needs_runs
     model_info, exact = model_facts(path, input_shapes)
+    if reference_ms is not None and not drift_correct:
+        raise InputError("--reference-ms sets the nominal of --drift-correct; pass both or neither")
+    if drift_correct and (simulated or predicted or not needs_runs or tgt.backend != "ort"):
+        raise InputError(
+            f"--drift-correct applies to measured latency on an ort target (here: {tgt.name}, {tgt.backend})",
+            hint="npu-sim and --deterministic figures have no run-to-run drift; exact budgets need no runs",
+        )
     last: dict[str, Any] = {}
-    if sample_batch is None and predicted:
-        from autogo_deploy.check_predicted import predicted_sampler
+    drift = None
+    with tempfile.TemporaryDirectory(prefix="autogo_check_") as tmp:
+        if sample_batch is None and predicted:
+            from autogo_deploy.check_predicted import predicted_sampler
 
-        sample_batch, last = predicted_sampler(path, tgt, budgets)
-    elif sample_batch is None and needs_runs:
-        ok, why = tgt.available()
-        if not ok:
-            raise BackendUnavailable(f"target {tgt.name} is not available here: {why}")
-        deadline_at = time.monotonic() + gate_cfg.max_seconds
-        sample_batch, last = batch_sampler(path, tgt, lambda: deadline_at - time.monotonic(), input_shapes)
-    outcome = run_gate(budgets, exact, sample_batch, gate_cfg, progress=log)
+            sample_batch, last = predicted_sampler(path, tgt, budgets)
+        elif sample_batch is None and needs_runs:
+            ok, why = tgt.available()
+            if not ok:
+                raise BackendUnavailable(f"target {tgt.name} is not available here: {why}")
+            if drift_correct:
+                drift = _drift(reference_ms, baseline_path, Path(tmp))
+            deadline_at = time.monotonic() + gate_cfg.max_seconds
+            sample_batch, last = batch_sampler(
+                path, tgt, lambda: deadline_at - time.monotonic(), input_shapes, drift
+            )
+        outcome = run_gate(budgets, exact, sample_batch, gate_cfg, progress=log)
     if not needs_runs:
         mode = "exact"  # only counted figures (params, MACs, file size): nothing was measured
     elif predicted:
@@ -264,7 +300,21 @@ def run_check(
         config_path=str(plan.config_path) if plan.config_path else None,
         measurement=last,
         elapsed_s=time.monotonic() - started,
+        reference=None if drift is None else drift.to_dict(),
     )
+
+
+def _drift(reference_ms: float | None, baseline_path: str | Path | None, tmp: Path):
+    """The drift correction for this check: the reference network and where its nominal comes from."""
+    from autogo_deploy import drift
+
+    if reference_ms is not None:
+        nominal, source = float(reference_ms), "--reference-ms"
+    elif baseline_path and (value := drift.baseline_nominal(baseline_path)) is not None:
+        nominal, source = value, f"baseline {baseline_path}"
+    else:
+        nominal, source = None, "this run's first batch (no --reference-ms, no drift-corrected baseline)"
+    return drift.DriftCorrection(drift.write_reference(tmp), nominal, source)
 
 
 def observed_metrics(outcome: GateOutcome, exact: Mapping[str, tuple[float, str]]) -> tuple[dict, dict]:

@@ -134,10 +134,13 @@ def run_harness(
     input_shapes: dict[str, list[int]] | None = None,
     timeout_s: float,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    reference: Path | None = None,
 ) -> tuple[dict[str, Any], float]:
     """Run one harness subprocess; return (its JSON object, wall seconds). Kills it at `timeout_s`."""
     cmd = [sys.executable, str(harness_path), "--model", str(model_path), "--target-json", target.to_json()]
     cmd += ["--seed", str(seed), "--input-shapes", json.dumps(input_shapes or {})]
+    if reference is not None:
+        cmd += ["--reference", str(reference)]
     if per_node:
         cmd.append("--per-node")
     env = dict(os.environ)
@@ -232,16 +235,20 @@ def measure(
     progress: Callable[[dict[str, Any]], None] | None = None,
     seed: int = 0,
     input_shapes: dict[str, list[int]] | None = None,
+    reference: str | Path | None = None,
 ) -> Measurement:
     """Measure `model` (path, ONNX bytes or ModelProto) on `target` (Target or name/path).
 
     Protocol values given here override the target's [protocol]. `progress` receives the harness's
     progress events ({"phase": "warmup"|"timing"|"per-node", "runs", "ci95_rel", "elapsed_s"}).
     Raises BackendUnavailable (backend cannot run here) or MeasurementFailed (harness crashed, hung,
-    or answered garbage); both exit 3 in the CLI.
+    or answered garbage); both exit 3 in the CLI. `reference`: an ONNX model the harness runs once after
+    every timed run and times apart (ort backend only); its times are in `method["reference"]`.
     """
     if not isinstance(target, Target):
         target = load_target(target)
+    if reference is not None and target.backend != "ort":
+        raise InputError(f"a reference workload (drift correction) needs an ort target, not {target.backend}")
     ok, reason = target.available()
     if not ok:
         raise BackendUnavailable(f"target {target.name!r} is unavailable: {reason}")
@@ -265,6 +272,7 @@ def measure(
             input_shapes=input_shapes,
             timeout_s=float(effective.protocol["timeout_s"]),
             progress=progress,
+            reference=None if reference is None else Path(reference),
         )
     summary = summarize(doc["samples_ms"])
     method = dict(doc.get("method") or {})

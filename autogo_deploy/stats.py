@@ -162,8 +162,11 @@ def time_until_stable(
     *,
     on_progress: Callable[[dict], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    between: Callable[[], object] | None = None,
 ) -> TimedRuns:
-    """Call `run_once` repeatedly, timing each call, until `rule` says stop."""
+    """Call `run_once` repeatedly, timing each call, until `rule` says stop. `between` (if given)
+    runs after every timed call, outside the timed region (e.g. an interleaved reference workload
+    that times itself); its time counts toward the rule's time cap."""
     samples: list[float] = []
     start = clock()
     last_checked = 0
@@ -174,6 +177,9 @@ def time_until_stable(
         run_once()
         t1 = clock()
         samples.append((t1 - t0) * 1000.0)
+        if between is not None:
+            between()
+            t1 = clock()
         n = len(samples)
         elapsed = t1 - start
         if n >= rule.min_runs and (

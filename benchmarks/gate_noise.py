@@ -9,6 +9,10 @@ Setup (all measured in this run):
   inference (1 ORT thread, in-process, interleaved rounds; CPU time does not count preemption by
   neighbours, so it measures compute) is closest to 1.10x the base's is the "10% slower" model;
 * calibration: `--calibration-rounds` interleaved harness batches of both models;
+* `--drift-correct`: every check runs `check --drift-correct --reference-ms NOMINAL` (a reference
+  network is timed beside the model in every batch and latency is rescaled to the reference speed
+  NOMINAL, the median of the reference over the calibration); calibration batches and points are
+  rescaled the same way (their uncorrected medians are kept too); results go to gate_noise_drift.json;
 * N pairs of `autogo-deploy check` runs (the real CLI in a subprocess, `--json`, default gate
   settings but the per-verdict time cap), one on each model, alternating order, with the budget
   latency_p50_ms <= 1.05 x the base median. After every pair a *point* measures one harness batch
@@ -110,33 +114,53 @@ def slower_variant(model: onnx.ModelProto, n3x3: int, n1x1: int, seed: int = 1) 
     return out
 
 
-def paired_calibration(models: dict[str, Path], rounds: int, runs: int) -> dict[str, dict]:
+def paired_calibration(
+    models: dict[str, Path], rounds: int, runs: int, drift: dict | None = None
+) -> dict[str, dict]:
     """Interleaved batches (one harness process each): each round measures every model once, in
     alternating order. Returns per model the pooled median and the median over rounds of its
-    batch median divided by the base's batch median in the same round (pairing cancels drift)."""
+    batch median divided by the base's batch median in the same round (pairing cancels drift).
+    With `drift` ({"reference": path, "nominal_ms": float or None}) every batch also times the
+    reference network and is rescaled as `check --drift-correct` does (autogo_deploy.drift); a
+    None nominal becomes the median of this calibration's reference medians (stored back)."""
     from autogo_deploy.measure import measure
     from autogo_deploy.target import load_target
 
     target = load_target("ort-cpu")
-    samples: dict[str, list[float]] = {name: [] for name in models}
-    medians: dict[str, list[float]] = {name: [] for name in models}
-    p10s: dict[str, list[float]] = {name: [] for name in models}
+    batches: dict[str, list[tuple[list[float], float | None]]] = {name: [] for name in models}
+    ref = None if drift is None else drift["reference"]
     for r in range(rounds):
         for name in list(models) if r % 2 == 0 else list(reversed(models)):
-            m = measure(models[name], target, min_runs=runs, max_runs=runs)
-            samples[name].extend(m.samples_ms)
-            medians[name].append(m.p50_ms)
-            p10s[name].append(float(np.percentile(m.samples_ms, 10)))
-    return {
-        name: {
-            "median_ms": float(np.median(samples[name])),
-            "paired_ratio": float(np.median(np.array(medians[name]) / np.array(medians["base"]))),
+            m = measure(models[name], target, min_runs=runs, max_runs=runs, reference=ref)
+            ref_ms = None if ref is None else float(np.median(m.method["reference"]["samples_ms"]))
+            batches[name].append((list(m.samples_ms), ref_ms))
+    if drift is not None and drift.get("nominal_ms") is None:
+        drift["nominal_ms"] = float(np.median([r for bs in batches.values() for _, r in bs]))
+
+    def scaled(samples: list[float], ref_ms: float | None) -> np.ndarray:
+        return np.array(samples) * (1.0 if ref_ms is None else drift["nominal_ms"] / ref_ms)
+
+    out = {}
+    for name, bs in batches.items():
+        series = [scaled(s, r) for s, r in bs]
+        base = [scaled(s, r) for s, r in batches["base"]]
+        medians = np.array([np.median(x) for x in series])
+        base_medians = np.array([np.median(x) for x in base])
+        out[name] = {
+            "median_ms": float(np.median(np.concatenate(series))),
+            "paired_ratio": float(np.median(medians / base_medians)),
             # the fastest runs are the ones no neighbour preempted: their ratio is the compute ratio
-            "paired_ratio_p10": float(np.median(np.array(p10s[name]) / np.array(p10s["base"]))),
-            "batch_medians_ms": [round(v, 4) for v in medians[name]],
+            "paired_ratio_p10": float(
+                np.median(
+                    [np.percentile(x, 10) / np.percentile(y, 10) for x, y in zip(series, base, strict=True)]
+                )
+            ),
+            "batch_medians_ms": [round(float(v), 4) for v in medians],
         }
-        for name in models
-    }
+        if drift is not None:
+            out[name]["raw_batch_medians_ms"] = [round(float(np.median(s)), 4) for s, _ in bs]
+            out[name]["reference_medians_ms"] = [round(r, 4) for _, r in bs]
+    return out
 
 
 def run_check(model: Path, budget_ms: float, args) -> dict:
@@ -144,6 +168,8 @@ def run_check(model: Path, budget_ms: float, args) -> dict:
     cmd += ["--budget", f"latency_p50_ms={budget_ms:.6f}", "--json", "--quiet"]
     cmd += ["--max-seconds", str(args.max_seconds), "--batch-runs", str(args.batch_runs)]
     cmd += ["--max-runs", str(args.max_runs)]
+    if args.drift:
+        cmd += ["--drift-correct", "--reference-ms", f"{args.drift['nominal_ms']:.6f}"]
     start = time.perf_counter()
     stamp = time.time()
     proc = subprocess.run(
@@ -252,7 +278,15 @@ def main() -> int:
     parser.add_argument("--max-runs", type=int, default=3000)
     parser.add_argument("--max-seconds", type=float, default=60.0, help="per-verdict measuring cap")
     parser.add_argument("--no-load", action="store_true", help="skip the busy-loop process")
+    parser.add_argument(
+        "--drift-correct",
+        action="store_true",
+        help="every check runs with --drift-correct (reference nominal = its calibration median) and "
+        "every point/calibration batch is rescaled the same way; results go to gate_noise_drift.json",
+    )
     args = parser.parse_args()
+    if args.drift_correct and args.out == RESULTS:
+        args.out = RESULTS.with_name("gate_noise_drift.json")
     if args.show:
         print_table(json.loads(args.show.read_text()), args.show)
         return 0
@@ -275,6 +309,7 @@ def main() -> int:
             "busy_loop": not args.no_load,
             "niceness": os.nice(0),
             "budget_mode": args.budget_mode,
+            "drift_correct": args.drift_correct,
             "slow_by": args.slow_by,
             "budget": "latency_p50_ms <= 1.05 x base median "
             + (f"over the last {WINDOW} points" if args.budget_mode == "local" else "of the calibration"),
@@ -292,6 +327,11 @@ def main() -> int:
             workdir = Path(tmp)
             (workdir / ".git").mkdir()  # no budgets file of the checkout is picked up
             args.workdir = str(workdir)
+            args.drift = None
+            if args.drift_correct:
+                from autogo_deploy.drift import write_reference
+
+                args.drift = {"reference": write_reference(workdir), "nominal_ms": None}
             pair = calibrate(workdir, args, result)
             rows: dict[str, list[dict]] = {"base": [], "slow": []}
             wall = result["calibration"]["wall"]
@@ -379,7 +419,7 @@ def calibrate(workdir: Path, args, result: dict) -> dict[str, Path]:
     onnx.save(models[slow_name], paths["slow"])
     macs = {k: load(m, cleanup=False).totals()["macs"] for k, m in models.items()}
     log(f"slow = {slow_name} ({ratios[slow_name]:.3f}x CPU time); calibrating wall-clock medians ...")
-    cal = paired_calibration(paths, args.calibration_rounds, args.batch_runs)
+    cal = paired_calibration(paths, args.calibration_rounds, args.batch_runs, args.drift)
     base_ms = cal["base"]["median_ms"]
     log(f"base median {base_ms:.4f} ms, slow/base median ratio {cal['slow']['paired_ratio']:.3f}")
     result["calibration"] = {
@@ -388,6 +428,7 @@ def calibrate(workdir: Path, args, result: dict) -> dict[str, Path]:
         "cpu_time_ratios": ratios,
         "wall_median_ratios": wall_ratios,
         "macs_ratios": {k: v / macs["base"] for k, v in macs.items()},
+        "reference_nominal_ms": None if args.drift is None else args.drift["nominal_ms"],
     }
     result["slow_variant"] = {
         "name": slow_name,
@@ -399,8 +440,14 @@ def calibrate(workdir: Path, args, result: dict) -> dict[str, Path]:
 
 def point(pair: dict[str, Path], args) -> dict:
     """One batch of each model (interleaved): the machine's current speed."""
-    c = paired_calibration(pair, 1, args.batch_runs)
-    return {"t": time.time(), "base": c["base"]["median_ms"], "slow": c["slow"]["median_ms"]}
+    c = paired_calibration(pair, 1, args.batch_runs, args.drift)
+    out = {"t": time.time(), "base": c["base"]["median_ms"], "slow": c["slow"]["median_ms"]}
+    if args.drift is not None:  # the uncorrected medians too: how much drift the reference removed
+        out |= {
+            "base_raw": c["base"]["raw_batch_medians_ms"][0],
+            "slow_raw": c["slow"]["raw_batch_medians_ms"][0],
+        }
+    return out
 
 
 def log(text: str) -> None:
@@ -428,6 +475,14 @@ def fill(result: dict, rows: dict, points: list[dict], started: float) -> None:
         "truth_over_budget_ratio_median": {w: float(np.median(m)) if m else None for w, m in margins.items()},
         "points": len(points),
     }
+    raw = np.array([c["base_raw"] for c in points if "base_raw" in c])
+    if len(raw) > 1:  # drift-corrected run: the same figures before correction
+        raw_steps = np.abs(np.diff(raw)) / raw[:-1]
+        result["drift"]["uncorrected"] = {
+            "base_median_ms_min_max": [float(raw.min()), float(raw.max())],
+            "base_point_to_point_change_rel_median": float(np.median(raw_steps)),
+            "base_point_to_point_change_over_5pct": float(np.mean(raw_steps > 0.05)),
+        }
     result["base"] = summarize(rows["base"], "fail rate <= 1% (false fails)")
     result["slow"] = summarize(rows["slow"], "fail rate >= 95% (detection)")
     result["base_by_local_truth"] = conditional(rows["base"])

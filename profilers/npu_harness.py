@@ -22,6 +22,10 @@ POWER_METHOD = "modeled-npu-sim"
 
 
 def body(args, target: dict[str, Any]) -> dict[str, Any]:
+    if getattr(args, "reference", None):
+        raise HarnessError(
+            "the npu-sim harness does not interleave a reference workload (drift correction is ort-only)"
+        )
     from autogo_deploy.backends.npu_model import NpuConstants, cost_groups
     from autogo_deploy.backends.tvm import tvm_versions
     from autogo_deploy.errors import AutogoError

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,36 @@ def _profile_nodes(
     return per_node, info
 
 
+class _Reference:
+    """A fixed reference network run once after every timed run of the model, in the same process and
+    session options, and timed on its own: its times track the runner's current speed (drift
+    correction in `check`). Its runs are never part of the model's samples."""
+
+    def __init__(self, ort, path: str, level: str, threads: int, providers, seed: int):
+        import onnx
+
+        try:
+            model = onnx.load(path)
+            self.sess = ort.InferenceSession(path, _options(ort, level, threads), providers=providers)
+        except Exception as exc:
+            raise HarnessError(f"cannot load the reference model {path!r}: {exc}") from exc
+        self.feeds = make_inputs(model, seed)
+        self.name = Path(path).name
+        self.samples_ms: list[float] = []
+
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        self.sess.run(None, self.feeds)
+        self.samples_ms.append((time.perf_counter() - t0) * 1000.0)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "samples_ms": self.samples_ms,
+            "timing": "one run after every timed model run, same session options, timed apart",
+        }
+
+
 def body(args, target: dict[str, Any]) -> dict[str, Any]:
     import onnx
     import onnxruntime as ort
@@ -202,9 +233,16 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
         def run_once():
             return sess.run(None, feeds)
 
+        reference = (
+            _Reference(ort, args.reference, level, threads, providers, args.seed) if args.reference else None
+        )
+
         progress = ProgressEmitter()
         protocol = target["protocol"]
         warmup_s = warm_up(run_once, int(protocol["warmup"]), on_progress=progress)
+        if reference is not None:
+            warm_up(reference.run, int(protocol["warmup"]))
+            reference.samples_ms.clear()
         power_note = None
         try:
             meter, power_note = meter_for(target.get("power", {}), threads=threads)
@@ -212,7 +250,9 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
             meter, power_note = None, str(exc)
         if meter is not None:
             meter.start()
-        timed = time_until_stable(run_once, stop_rule(target), on_progress=progress)
+        timed = time_until_stable(
+            run_once, stop_rule(target), on_progress=progress, between=reference.run if reference else None
+        )
         reading = meter.stop(len(timed.samples_ms)) if meter is not None else None
         progress(
             {
@@ -248,6 +288,8 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
     }
     if per_node_info is not None:
         method["per_node_profile"] = per_node_info
+    if reference is not None:
+        method["reference"] = reference.describe()
     power_detail = dict(reading.detail) if reading else {}
     if power_note:
         power_detail["note"] = power_note

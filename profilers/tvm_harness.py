@@ -85,6 +85,10 @@ def _instrumented(vm, args: list, sync, runs: int) -> tuple[list[dict[str, Any]]
 
 
 def body(args, target: dict[str, Any]) -> dict[str, Any]:
+    if getattr(args, "reference", None):
+        raise HarnessError(
+            "the tvm harness does not interleave a reference workload (drift correction is ort-only)"
+        )
     opts = target.get("options", {})
     kind = target_kind(opts)
     threads = resolve_threads(opts.get("threads", 1))

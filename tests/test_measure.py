@@ -105,6 +105,21 @@ def test_stopping_rule_hits_max_runs_then_time_cap_on_noisy_samples():
     assert sum(out.samples_ms) / 1000 == pytest.approx(out.elapsed_s, rel=0.05)
 
 
+def test_between_hook_runs_after_every_timed_run_outside_the_timing():
+    clock = FakeClock([0.010] * 100)
+    calls = []
+
+    def between():
+        calls.append(clock.now)
+        clock.now += 0.5  # a slow interleaved workload: never part of the samples
+
+    out = stats.time_until_stable(
+        clock.run, stats.StopRule(min_runs=5, max_runs=5, rel_ci=0.5), clock=clock, between=between
+    )
+    assert len(calls) == 5 and out.samples_ms == pytest.approx([10.0] * 5)
+    assert out.elapsed_s == pytest.approx(5 * 0.51)  # its time counts toward the time cap
+
+
 def test_stop_rule_rejects_bad_settings():
     with pytest.raises(ValueError):
         stats.StopRule(min_runs=10, max_runs=5)
@@ -148,6 +163,22 @@ def test_measure_ort_cpu_returns_a_sane_measurement(tiny_static):
     assert {e["phase"] for e in events} >= {"timing"}
     doc = m.to_dict()
     assert Measurement.from_dict(doc).p50_ms == m.p50_ms and doc["converged"] == m.converged
+
+
+def test_measure_with_a_reference_times_it_apart_after_every_run(tiny_static, tmp_path):
+    from autogo_deploy.drift import write_reference
+
+    ref = write_reference(tmp_path)
+    m = measure(tiny_static, "ort-cpu", reference=ref, **QUICK)
+    info = m.method["reference"]
+    assert info["model"] == ref.name and len(info["samples_ms"]) == m.runs
+    # the reference (a MobileNetV2) is far slower than the tiny model: its time is not in the samples
+    assert min(info["samples_ms"]) > 3 * m.p50_ms
+
+
+def test_reference_workload_needs_the_ort_backend(tiny_static, tmp_path):
+    with pytest.raises(InputError, match="needs an ort target"):
+        measure(tiny_static, "npu-sim", reference=tmp_path / "r.onnx")
 
 
 def test_measure_accepts_bytes_and_modelproto():

@@ -66,6 +66,11 @@ def parse_args(
     parser.add_argument("--per-node", action="store_true", help="also report per-node/kernel times")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     parser.add_argument("--input-shapes", default="{}", help='JSON {"input_name": [dims...]}')
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="ONNX reference model run once after every timed run, timed apart (drift correction; ort only)",
+    )
     return parser.parse_args(argv)
 
 

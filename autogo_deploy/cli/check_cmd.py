@@ -53,6 +53,18 @@ def check(
             help="no run-to-run noise: on a measured target judge the PSC predictor's figures (labelled predicted)",
         ),
     ] = False,
+    drift_correct: Annotated[
+        bool,
+        typer.Option(
+            "--drift-correct",
+            help="ort targets: time a fixed reference network beside the model and judge latency at the "
+            "reference's nominal speed (from --reference-ms, a drift-corrected --baseline, or the first batch)",
+        ),
+    ] = False,
+    reference_ms: Annotated[
+        float | None,
+        typer.Option("--reference-ms", help="nominal reference median (ms) for --drift-correct"),
+    ] = None,
     max_runs: Annotated[int | None, typer.Option("--max-runs", help="cap on measured runs")] = None,
     max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="cap on measuring time")] = None,
     batch_runs: Annotated[int | None, typer.Option("--batch-runs", help="runs per measurement batch")] = None,
@@ -76,6 +88,8 @@ def check(
             baseline_path=baseline,
             deterministic=deterministic,
             settings=settings,
+            drift_correct=drift_correct,
+            reference_ms=reference_ms,
             input_shapes=parse_input_shapes(input_shape),
             log=(lambda _text: None) if quiet else (lambda text: err.print(f"[dim]{text}[/dim]")),
         )

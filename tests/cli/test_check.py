@@ -17,7 +17,7 @@ import onnx
 import pytest
 from tiny_models import make_tiny_cnn
 
-from autogo_deploy import checking
+from autogo_deploy import check_output, checking, drift
 from autogo_deploy.cli.app import main
 from autogo_deploy.gate import Batch
 
@@ -163,6 +163,31 @@ def test_baseline_default_regression(work, model_path, capsys):
     assert code in (0, 1, 5)  # same model vs its own noisy baseline: any honest verdict
 
 
+def test_drift_corrected_check_records_and_reuses_its_nominal(work, model_path, capsys):
+    argv = ["check", str(model_path), "-t", "ort-cpu", "-b", "latency_p50_ms=1000", "--drift-correct"]
+    code, first, _ = run_json(capsys, argv + ["--batch-runs", "20"])
+    assert code == 0
+    ref = first["reference"]
+    assert ref["model"] == drift.REFERENCE_NAME and "first batch" in ref["nominal_source"]
+    assert len(ref["factors"]) == first["gate"]["batches"] and ref["factors"][0] == 1.0
+    assert ref["nominal_ms"] == pytest.approx(ref["batch_medians_ms"][0], abs=1e-5) and ref["nominal_ms"] > 0
+    assert "drift-corrected" in check_output.mode_line(first)
+    base = work / "base.json"
+    base.write_text(json.dumps(first))
+    argv = ["check", str(model_path), "-t", "ort-cpu", "-b", "latency_p50_ms=+400%", "--drift-correct"]
+    code, doc, _ = run_json(capsys, argv + ["--baseline", str(base), "--batch-runs", "20"])
+    assert code == 0
+    assert (
+        doc["reference"]["nominal_ms"] == ref["nominal_ms"]
+        and "baseline" in doc["reference"]["nominal_source"]
+    )
+    # the judged samples are the raw ones times each batch's factor: p50 stays near the raw figure
+    assert 0.5 < doc["reference"]["factors"][0] < 2.0
+    argv = ["check", str(model_path), "-t", "ort-cpu", "-b", "latency_p50_ms=1000", "--drift-correct"]
+    code, doc, _ = run_json(capsys, argv + ["--reference-ms", "2.5", "--batch-runs", "20"])
+    assert doc["reference"]["nominal_ms"] == 2.5 and doc["reference"]["nominal_source"] == "--reference-ms"
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -171,6 +196,9 @@ def test_baseline_default_regression(work, model_path, capsys):
         (["--deterministic", "-b", "latency_p90_ms=5"], "predictor-only check cannot judge latency_p90_ms"),
         (["-t", "no-such-target"], "unknown target"),
         (["--config", "missing.toml"], "budgets file not found"),
+        (["-b", "latency_p50_ms=5", "--reference-ms", "1.2"], "pass both or neither"),
+        (["-t", "npu-sim", "-b", "latency_p50_ms=5", "--drift-correct"], "ort target"),
+        (["--deterministic", "-b", "latency_p50_ms=5", "--drift-correct"], "ort target"),
     ],
 )
 def test_usage_errors_exit_2(work, model_path, capsys, args, needle):

@@ -72,6 +72,7 @@ _GATE_KEYS = {
     "confirm_batches",
     "confirm_pause_s",
 }
+DRIFT_KEYS = {"drift_correct": bool, "reference_ms": float}  # [gate] keys for autogo_deploy.drift
 
 
 def metric(name: str) -> Metric:
@@ -252,10 +253,15 @@ def _gate_settings(table: Mapping[str, Any], where: str) -> dict[str, float]:
     if not isinstance(gate, dict):
         raise InputError(f"{where}: [gate] must be a table")
     for key, value in gate.items():
-        if key not in _GATE_KEYS:
+        if key not in _GATE_KEYS | set(DRIFT_KEYS):
             raise InputError(
-                f"{where} [gate]: unknown key {key!r}", hint=f"valid: {', '.join(sorted(_GATE_KEYS))}"
+                f"{where} [gate]: unknown key {key!r}",
+                hint=f"valid: {', '.join(sorted(_GATE_KEYS | set(DRIFT_KEYS)))}",
             )
+        if DRIFT_KEYS.get(key) is bool:
+            if not isinstance(value, bool):
+                raise InputError(f"{where} [gate]: {key} must be true or false, got {value!r}")
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InputError(f"{where} [gate]: {key} must be a number, got {value!r}")
     return dict(gate)

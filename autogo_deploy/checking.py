@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from autogo_deploy import errors
-from autogo_deploy.budgets import METRICS, Budget, collect_budgets, load_baseline, resolve_relative
+from autogo_deploy.budgets import (
+    DRIFT_KEYS,
+    METRICS,
+    Budget,
+    collect_budgets,
+    load_baseline,
+    resolve_relative,
+)
 from autogo_deploy.errors import BackendUnavailable, InputError
 from autogo_deploy.gate import (
     FAIL,
@@ -137,8 +144,9 @@ def model_facts(
 
 
 def gate_settings(file_values: Mapping[str, Any], overrides: Mapping[str, Any]) -> GateSettings:
-    """Defaults < the budgets file's [gate] table < command-line overrides (None = not given)."""
-    values = dict(file_values)
+    """Defaults < the budgets file's [gate] table < command-line overrides (None = not given). The
+    table's drift-correction keys (budgets.DRIFT_KEYS) are not gate statistics: run_check reads them."""
+    values = {k: v for k, v in file_values.items() if k not in DRIFT_KEYS}
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "max_runs" in values and "batch_runs" not in values:
         values["batch_runs"] = min(GateSettings().batch_runs, int(values["max_runs"]))
@@ -248,6 +256,8 @@ def run_check(
             f"no budgets for target {tgt.name}",
             hint="pass --budget METRIC=VALUE, or write an autogo-budgets.toml (see docs/ci-gate.md)",
         )
+    file_drift = bool(plan.gate.get("drift_correct", False))
+    file_reference_ms = plan.gate.get("reference_ms")
     gate_cfg = gate_settings(plan.gate, settings or {})
     simulated = tgt.backend in DETERMINISTIC_BACKENDS
     needs_runs = any(METRICS[b.metric].kind != "exact" for b in budgets)
@@ -255,7 +265,23 @@ def run_check(
     model_info, exact = model_facts(path, input_shapes)
     if reference_ms is not None and not drift_correct:
         raise InputError("--reference-ms sets the nominal of --drift-correct; pass both or neither")
-    if drift_correct and (simulated or predicted or not needs_runs or tgt.backend != "ort"):
+    applicable = not (simulated or predicted or not needs_runs or tgt.backend != "ort")
+    if file_drift and not drift_correct:  # from the budgets file: on where it applies, else noted
+        if applicable:
+            drift_correct = True
+        else:
+            log(
+                f"[gate] drift_correct ignored: it applies to measured latency on ort targets, not {tgt.name}"
+            )
+    elif file_reference_ms is not None and not file_drift:
+        raise InputError("[gate] reference_ms sets the nominal of drift_correct = true; set both or neither")
+    reference_source = "--reference-ms"
+    if drift_correct and reference_ms is None and file_reference_ms is not None:
+        reference_ms, reference_source = (
+            float(file_reference_ms),
+            f"[gate] reference_ms of {plan.config_path}",
+        )
+    if drift_correct and not applicable:
         raise InputError(
             f"--drift-correct applies to measured latency on an ort target (here: {tgt.name}, {tgt.backend})",
             hint="npu-sim and --deterministic figures have no run-to-run drift; exact budgets need no runs",
@@ -272,7 +298,7 @@ def run_check(
             if not ok:
                 raise BackendUnavailable(f"target {tgt.name} is not available here: {why}")
             if drift_correct:
-                drift = _drift(reference_ms, baseline_path, Path(tmp))
+                drift = _drift(reference_ms, reference_source, baseline_path, Path(tmp))
             deadline_at = time.monotonic() + gate_cfg.max_seconds
             sample_batch, last = batch_sampler(
                 path, tgt, lambda: deadline_at - time.monotonic(), input_shapes, drift
@@ -304,12 +330,12 @@ def run_check(
     )
 
 
-def _drift(reference_ms: float | None, baseline_path: str | Path | None, tmp: Path):
+def _drift(reference_ms: float | None, reference_source: str, baseline_path: str | Path | None, tmp: Path):
     """The drift correction for this check: the reference network and where its nominal comes from."""
     from autogo_deploy import drift
 
     if reference_ms is not None:
-        nominal, source = float(reference_ms), "--reference-ms"
+        nominal, source = float(reference_ms), reference_source
     elif baseline_path and (value := drift.baseline_nominal(baseline_path)) is not None:
         nominal, source = value, f"baseline {baseline_path}"
     else:

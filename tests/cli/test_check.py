@@ -285,3 +285,30 @@ def test_predictor_only_mode(work, model_path, capsys):
     assert code == 0 and doc["mode"] == "predictor" and doc["deterministic"] is True
     assert all(r["method"].startswith("predicted") for r in doc["results"])
     assert doc["gate"]["runs"] == 1 and "latency_p90_ms" not in doc["metrics"]
+
+
+def test_drift_correction_from_the_budgets_file(work, model_path, capsys):
+    (work / "autogo-budgets.toml").write_text(
+        "[gate]\ndrift_correct = true\nreference_ms = 2.0\nbatch_runs = 20\n\n"
+        '[target.ort-cpu]\nlatency_p50_ms = "1000ms"\n\n[target.npu-sim]\nlatency_p50_ms = "1000ms"\n'
+    )
+    code, doc, _ = run_json(capsys, ["check", str(model_path), "-t", "ort-cpu"])
+    assert code == 0 and doc["reference"]["nominal_ms"] == 2.0
+    assert doc["reference"]["nominal_source"].startswith("[gate] reference_ms of")
+    # the same file on a simulated target: nothing to correct, noted, not an error
+    code = main(["check", str(model_path), "-t", "npu-sim", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0 and json.loads(captured.out)["reference"] is None
+    assert "drift_correct ignored" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("gate", "needle"),
+    [("drift_correct = 1", "must be true or false"), ("reference_ms = 2.0", "set both or neither")],
+)
+def test_bad_drift_keys_in_the_budgets_file(work, model_path, capsys, gate, needle):
+    (work / "autogo-budgets.toml").write_text(
+        f'[gate]\n{gate}\n\n[target.ort-cpu]\nlatency_p50_ms = "1000ms"\n'
+    )
+    code, _, err = run_json(capsys, ["check", str(model_path), "-t", "ort-cpu"])
+    assert code == 2 and needle in err

@@ -239,7 +239,7 @@ def _bounds_for(
         how = f"order-statistic and batch-means bounds, {len(ev.samples_ms)} runs in {ev.batches} batch(es)"
         return (
             estimate,
-            min(lo, lo_b),
+            max(min(lo, lo_b), 0.0),  # a t-bound on a few spread batches can dip below 0; latency cannot
             max(hi, hi_b),
             how + (f", {groups} groups" if groups != ev.batches else ""),
         )

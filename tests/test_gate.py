@@ -227,6 +227,16 @@ def test_energy_gets_student_t_bounds_over_batches():
     assert out.verdict == PASS and len(src.calls) == 3 and "Student-t over 3" in out.results[0].method
 
 
+def test_latency_lower_bound_never_goes_below_zero():
+    # three batches far apart (a neighbour's burst in one): the t-bound on their medians dips below 0
+    batches = iter([[1.0] * 50, [1.0] * 50, [9.0] * 50])
+    out = run_gate(
+        [Budget("latency_p50_ms", limit=1000.0)], {}, lambda runs: Batch(samples_ms=next(batches)), FAST
+    )
+    r = out.results[0]
+    assert out.verdict == PASS and r.lower == 0.0 and r.upper <= 1000.0
+
+
 def test_peak_memory_measured_or_estimated():
     budgets = [Budget("peak_mem_mb", limit=50.0)]
     est = {"peak_mem_mb": (10.0, "estimated from the model")}

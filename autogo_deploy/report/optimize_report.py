@@ -66,6 +66,7 @@ def build_doc(result, *, output: str | None = None, front_dir: str | None = None
         "output": output if best else None,
         "front_dir": front_dir,
         "notice": NOTICE,
+        "head_to_head": getattr(result, "head_to_head", None),
     }
     if best:
         bm, mm = base.measured or {}, best.measured or {}
@@ -82,6 +83,10 @@ def build_doc(result, *, output: str | None = None, front_dir: str | None = None
             "latency_source": mm.get("method", "measured"),
             "energy_source": mm.get("power_method"),
         }
+        confirmed = [t for t in (doc["head_to_head"] or {}).get("tries", []) if t.get("accepted")]
+        if confirmed:  # input and result measured in alternating rounds: the drift-free comparison
+            doc["improvement"]["latency_change_head_to_head"] = confirmed[-1]["latency_ratio"] - 1.0
+            doc["improvement"]["latency_ratio_ci95_head_to_head"] = confirmed[-1]["latency_ratio_ci95"]
     else:
         doc["improvement"] = None
         doc["why_no_result"] = (
@@ -195,8 +200,11 @@ def render_html(doc: dict) -> str:
             )
         changes = "<h2>Changes</h2><ol>" + "".join(items) + "</ol>"
     imp = doc.get("improvement") or {}
+    h2h = imp.get("latency_change_head_to_head")
     summary = (
-        f"<p>latency {_pct(imp.get('latency_change'))}, energy {_pct(imp.get('energy_change'))}, "
+        f"<p>latency {_pct(imp.get('latency_change'))}"
+        + (f" (head to head, alternating rounds: {_pct(h2h)})" if h2h is not None else "")
+        + f", energy {_pct(imp.get('energy_change'))}, "
         f"MACs {_pct(imp.get('macs_change'))}, predicted accuracy change {_f(imp.get('predicted_acc_delta'))} pp</p>"
         if imp
         else f"<p><b>{html.escape(doc.get('why_no_result', ''))}</b></p>"

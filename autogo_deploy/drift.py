@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +108,42 @@ def describe(ref: dict[str, Any]) -> str:
         f"latency drift-corrected to reference {ref['model']} at {ref['nominal_ms']:.4g} ms "
         f"({ref['nominal_source']}); batch factors {min(factors):.3f}-{max(factors):.3f}"
     )
+
+
+def rescaled(measurement, nominal_ms: float | None):
+    """A measure.Measurement whose latency samples are rescaled to the nominal reference speed, the
+    summary recomputed; `nominal_ms` None takes this measurement's reference median (first of a
+    series). Returns (measurement, nominal_ms used). Energy and power are left as they were."""
+    from autogo_deploy.stats import summarize
+
+    ref = (measurement.method or {}).get("reference") or {}
+    times = [float(x) for x in ref.get("samples_ms") or []]
+    if not times:
+        raise InputError("the harness returned no reference times: drift correction needs the ort harness")
+    median = statistics.median(times)
+    nominal = median if nominal_ms is None else float(nominal_ms)
+    samples = [float(x) * nominal / median for x in measurement.samples_ms]
+    s = summarize(samples)
+    method = {k: v for k, v in measurement.method.items() if k != "reference"}
+    method["drift_correction"] = {
+        "reference": REFERENCE_NAME,
+        "nominal_ms": nominal,
+        "reference_median_ms": median,
+        "factor": nominal / median,
+    }
+    out = replace(
+        measurement,
+        samples_ms=samples,
+        p50_ms=s.p50_ms,
+        p90_ms=s.p90_ms,
+        p99_ms=s.p99_ms,
+        mean_ms=s.mean_ms,
+        std_ms=s.std_ms,
+        min_ms=s.min_ms,
+        max_ms=s.max_ms,
+        ci95_rel=s.ci95_rel,
+        ci95_lo_ms=s.ci95_lo_ms,
+        ci95_hi_ms=s.ci95_hi_ms,
+        method=method,
+    )
+    return out, nominal

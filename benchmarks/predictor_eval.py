@@ -154,24 +154,34 @@ def fewshot_study(devices, cfg: TrainConfig, macs: np.ndarray, reuse: bool = Fal
             "n_eval": int(len(rest)), "goal": {"mean_spearman": 0.98, "mean_within_10pct": 0.90}}  # fmt: skip
 
 
-def retest(target: str, rows: list[dict], n: int) -> dict:
+def retest(target: str, rows: list[dict], n: int, nominal_ms: float | None = None) -> dict:
     """Measure n held-out networks again now: how often does a measurement reproduce within ±10%?
 
     This is the ceiling for (c) on this machine: a predictor cannot be closer to a measurement than
-    the next measurement of the same network is."""
+    the next measurement of the same network is. With `nominal_ms` (a drift-corrected database) the
+    re-measurement is drift-corrected to the same nominal reference speed."""
     if n <= 0:
         return {"skipped": True}
+    import tempfile
+
+    from autogo_deploy import drift
     from autogo_deploy.measure import measure
     from autogo_deploy.zoo import nb201
 
     picked = [r for r in rows if r["space"] == "nb201"][:n]
     ratios = []
-    for r in picked:
-        m = measure(nb201(r["key"]).SerializeToString(), target, min_runs=30, max_runs=300, time_cap_s=5.0)
-        ratios.append(m.p50_ms / r["latency_ms"])
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = drift.write_reference(Path(tmp)) if nominal_ms is not None else None
+        for r in picked:
+            m = measure(nb201(r["key"]).SerializeToString(), target, min_runs=30, max_runs=300, time_cap_s=5.0,
+                        reference=ref)  # fmt: skip
+            if ref is not None:
+                m, _ = drift.rescaled(m, nominal_ms)
+            ratios.append(m.p50_ms / r["latency_ms"])
     ratios = np.array(ratios)
     return {"n": len(picked), "within_10pct": float(np.mean(np.abs(ratios - 1) <= 0.10)),
-            "median_abs_rel_diff": float(np.median(np.abs(ratios - 1)))}  # fmt: skip
+            "median_abs_rel_diff": float(np.median(np.abs(ratios - 1))),
+            "drift_corrected": nominal_ms is not None}  # fmt: skip
 
 
 def own_study(pred, db, retest_n: int = 0) -> dict:
@@ -184,6 +194,7 @@ def own_study(pred, db, retest_n: int = 0) -> dict:
     store = MeasurementStore(db)
     try:
         all_rows = store.rows(max_ci95_rel=tasks.MAX_CI95_REL)
+        drift_of = {t: store.drift_nominal(t) for t in {r["target"] for r in held}}
     finally:
         store.close()
     out = {}
@@ -206,7 +217,8 @@ def own_study(pred, db, retest_n: int = 0) -> dict:
             "lsq_macs_bytes_nodes": tasks.latency_metrics(bl.lsq_fit_predict(ftr, ytr, fte), y),
             "lsq_macs_only": tasks.latency_metrics(bl.lsq_fit_predict(ftr[:, :1], ytr, fte[:, :1]), y),
             "measurement_ci95_rel_median": float(np.median([r["ci95_rel"] or 0 for r in test])),
-            "retest": retest(target, test, retest_n),
+            "retest": retest(target, test, retest_n, drift_of[target][1] if drift_of[target][0] else None),
+            "drift_corrected": drift_of[target][0],
             "spaces": sorted({r["space"] for r in test}), "goal_within_10pct": 0.95,
         }  # fmt: skip
     return out

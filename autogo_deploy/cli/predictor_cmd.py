@@ -103,6 +103,14 @@ def collect_cmd(
     max_ci95_rel: Annotated[
         float, typer.Option(help="re-measure (then refuse) results noisier than this")
     ] = 0.05,
+    drift_correct: Annotated[
+        bool,
+        typer.Option(
+            "--drift-correct",
+            help="ort targets: time a reference network beside each measurement and store latency at one "
+            "nominal reference speed per database (see docs/ci-gate.md, drift correction)",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure networks of a space on a target into SQLite (resumable: stored ones are skipped)."""
@@ -112,7 +120,7 @@ def collect_cmd(
     try:
         kw = {"min_runs": min_runs, "max_runs": max(max_runs, min_runs), "time_cap_s": time_cap_s}
         stats = collect(target, space, n, seed=seed, store=store, measure_kw=kw, max_ci95_rel=max_ci95_rel,
-                        progress=_log)  # fmt: skip
+                        progress=_log, drift_correct=drift_correct)  # fmt: skip
     finally:
         store.close()
     stats["db"] = str(store.path)

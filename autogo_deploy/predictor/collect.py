@@ -19,6 +19,7 @@ import hashlib
 import json
 import random
 import sqlite3
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -156,6 +157,25 @@ class MeasurementStore:
                         "graph": graph_from_blob(r[8]), "ci95_rel": r[9]})  # fmt: skip
         return out
 
+    def drift_nominal(self, target: str) -> tuple[bool, float | None]:
+        """(drift-corrected?, nominal reference ms) of this database's `target` measurements."""
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (f"drift:{target}",)).fetchone()
+        if row is None:
+            return False, None
+        doc = json.loads(row[0])
+        return bool(doc.get("on")), doc.get("nominal_ms")
+
+    def set_drift(self, target: str, on: bool, nominal_ms: float | None = None) -> None:
+        from autogo_deploy.drift import REFERENCE_NAME
+
+        doc = {"on": on, "nominal_ms": nominal_ms, "reference": REFERENCE_NAME if on else None}
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)", (f"drift:{target}", json.dumps(doc)))
+        self.db.commit()
+
+    def has_rows(self, target: str) -> bool:
+        q = "SELECT 1 FROM measurements WHERE target=? LIMIT 1"
+        return self.db.execute(q, (target,)).fetchone() is not None
+
     def counts(self) -> dict[str, int]:
         q = "SELECT target || ':' || space, COUNT(*) FROM measurements GROUP BY target, space"
         return {k: v for k, v in self.db.execute(q)}
@@ -220,11 +240,16 @@ def collect(
     max_ci95_rel: float = 0.05,
     retries: int = 2,
     progress: Callable[[str], None] | None = None,
+    drift_correct: bool = False,
 ) -> dict:
     """Measure up to n not-yet-stored networks of `space` on `target`; returns counts.
 
     A measurement whose median's 95% CI is wider than ±max_ci95_rel is repeated up to `retries`
     times; if it stays that noisy it is recorded as a failure ("too noisy"), not stored as data.
+    `drift_correct` (ort targets): every measurement also times the reference network and is stored
+    rescaled to one nominal reference speed per database and target (autogo_deploy.drift), so
+    measurements taken hours apart on a drifting machine share units. A database's target is either
+    drift-corrected or not; mixing is refused.
     """
     from autogo_deploy.graph import load
     from autogo_deploy.measure import measure
@@ -239,40 +264,76 @@ def collect(
 
         raise BackendUnavailable(f"target {tgt.name!r} is unavailable: {reason}")
     store = store or MeasurementStore()
-    done = store.done_keys(tgt.name, space)
-    stats = {"measured": 0, "failed": 0, "noisy": 0, "skipped_existing": 0, "seconds": 0.0}
-    start = time.monotonic()
-    for key, build in plan(space, seed):
-        if stats["measured"] + stats["failed"] + stats["noisy"] >= n:
-            break
-        if key in done:
-            stats["skipped_existing"] += 1
-            continue
-        try:
-            data = build()
-            g = load(data, cleanup=True)
-            m = measure(data, tgt, **(measure_kw or {}))
-            for _ in range(retries):  # a busy machine: measure again, keep the tightest
-                if m.ci95_rel is None or m.ci95_rel <= max_ci95_rel:
-                    break
-                again = measure(data, tgt, **(measure_kw or {}))
-                if again.ci95_rel is not None and again.ci95_rel < m.ci95_rel:
-                    m = again
-            if m.ci95_rel is not None and m.ci95_rel > max_ci95_rel:
-                store.add_failure(
-                    tgt.name, space, key, f"too noisy: 95% CI ±{100 * m.ci95_rel:.1f}% of the median"
-                )
-                stats["noisy"] += 1
+    drift_on, nominal = store.drift_nominal(tgt.name)
+    if drift_correct and not drift_on and store.has_rows(tgt.name):
+        raise InputError(
+            f"{store.path} already holds {tgt.name} measurements without drift correction",
+            hint="collect drift-corrected measurements into another --db",
+        )
+    if drift_on and not drift_correct:
+        raise InputError(
+            f"{store.path} holds drift-corrected {tgt.name} measurements", hint="pass --drift-correct"
+        )
+    if drift_correct and tgt.backend != "ort":
+        raise InputError(f"--drift-correct needs an ort target, not {tgt.name} ({tgt.backend})")
+    reference_dir = tempfile.TemporaryDirectory(prefix="autogo_collect_") if drift_correct else None
+    if drift_correct:
+        from autogo_deploy import drift
+
+        kw = dict(measure_kw or {}, reference=drift.write_reference(Path(reference_dir.name)))
+
+        def measure_one(data):
+            nonlocal nominal
+            m, used = drift.rescaled(measure(data, tgt, **kw), nominal)
+            if nominal is None:
+                nominal = used
+                store.set_drift(tgt.name, True, nominal)
+            return m
+    else:
+
+        def measure_one(data):
+            return measure(data, tgt, **(measure_kw or {}))
+
+    try:
+        done = store.done_keys(tgt.name, space)
+        stats = {"measured": 0, "failed": 0, "noisy": 0, "skipped_existing": 0, "seconds": 0.0}
+        start = time.monotonic()
+        for key, build in plan(space, seed):
+            if stats["measured"] + stats["failed"] + stats["noisy"] >= n:
+                break
+            if key in done:
+                stats["skipped_existing"] += 1
                 continue
-        except AutogoError as exc:
-            store.add_failure(tgt.name, space, key, exc.one_line())
-            stats["failed"] += 1
-            continue
-        store.add(tgt.name, space, key, data, g, m)
-        stats["measured"] += 1
-        if progress:
-            progress(f"[{stats['measured'] + stats['failed']}/{n}] {space} {key[:60]}: {m.p50_ms:.3f} ms "
-                     f"(ci95 ±{100 * (m.ci95_rel or 0):.1f}%, {m.runs} runs)")  # fmt: skip
+            try:
+                data = build()
+                g = load(data, cleanup=True)
+                m = measure_one(data)
+                for _ in range(retries):  # a busy machine: measure again, keep the tightest
+                    if m.ci95_rel is None or m.ci95_rel <= max_ci95_rel:
+                        break
+                    again = measure_one(data)
+                    if again.ci95_rel is not None and again.ci95_rel < m.ci95_rel:
+                        m = again
+                if m.ci95_rel is not None and m.ci95_rel > max_ci95_rel:
+                    store.add_failure(
+                        tgt.name, space, key, f"too noisy: 95% CI ±{100 * m.ci95_rel:.1f}% of the median"
+                    )
+                    stats["noisy"] += 1
+                    continue
+            except AutogoError as exc:
+                store.add_failure(tgt.name, space, key, exc.one_line())
+                stats["failed"] += 1
+                continue
+            store.add(tgt.name, space, key, data, g, m)
+            stats["measured"] += 1
+            if progress:
+                progress(f"[{stats['measured'] + stats['failed']}/{n}] {space} {key[:60]}: {m.p50_ms:.3f} ms "
+                         f"(ci95 ±{100 * (m.ci95_rel or 0):.1f}%, {m.runs} runs)")  # fmt: skip
+    finally:
+        if reference_dir is not None:
+            reference_dir.cleanup()
     stats["seconds"] = round(time.monotonic() - start, 1)
     stats["stored"] = store.counts()
+    if drift_correct:
+        stats["drift_nominal_ms"] = nominal
     return stats

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass, field
 
 import pytest
 
-from autogo_deploy.errors import DatabaseError
+from autogo_deploy.errors import DatabaseError, InputError
 from autogo_deploy.predictor import collect as C
 
 
@@ -64,3 +65,30 @@ def test_foreign_database_is_refused(tmp_path):
     db.close()
     with pytest.raises(DatabaseError):
         C.MeasurementStore(path)
+
+
+def test_drift_corrected_collection_shares_one_nominal_and_refuses_mixing(tmp_path):
+    """Real ORT measurements of two NB201 nets, each timed beside the reference network."""
+    store = C.MeasurementStore(tmp_path / "d.sqlite")
+    kw = {"min_runs": 10, "max_runs": 20, "time_cap_s": 2.0, "warmup": 2}
+    stats = C.collect("ort-cpu", "nb201", 2, store=store, measure_kw=kw, max_ci95_rel=1e9, drift_correct=True)
+    assert stats["measured"] == 2 and stats["drift_nominal_ms"] > 0, (
+        stats,
+        store.db.execute("SELECT * FROM failures").fetchall(),
+    )
+    on, nominal = store.drift_nominal("ort-cpu")
+    assert on and nominal == stats["drift_nominal_ms"]
+    methods = [json.loads(r[0]) for r in store.db.execute("SELECT method FROM measurements ORDER BY id")]
+    first, second = (m["drift_correction"] for m in methods)
+    assert first["nominal_ms"] == second["nominal_ms"] == nominal  # set by the very first measurement
+    for d in (first, second):
+        assert d["factor"] == pytest.approx(nominal / d["reference_median_ms"]) and d["factor"] > 0
+    assert "reference" not in methods[0]  # the reference's raw times are not stored as the net's
+    with pytest.raises(InputError, match="holds drift-corrected ort-cpu measurements"):
+        C.collect("ort-cpu", "nb201", 1, store=store, measure_kw=kw)
+    store.close()
+    plain = C.MeasurementStore(tmp_path / "p.sqlite")
+    C.collect("ort-cpu", "nb201", 1, store=plain, measure_kw=kw, max_ci95_rel=1e9)
+    with pytest.raises(InputError, match="without drift correction"):
+        C.collect("ort-cpu", "nb201", 1, store=plain, measure_kw=kw, drift_correct=True)
+    plain.close()

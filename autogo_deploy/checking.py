@@ -299,6 +299,13 @@ def run_check(
                 raise BackendUnavailable(f"target {tgt.name} is not available here: {why}")
             if drift_correct:
                 drift = _drift(reference_ms, reference_source, baseline_path, Path(tmp))
+                ref_mb = drift.path.stat().st_size / 1e6
+                if model_info["file_size_mb"] < ref_mb / 10:
+                    log(
+                        f"note: drift correction tracks a runner best for networks whose weights are like the "
+                        f"reference's ({ref_mb:.0f} MB); this model's file is {model_info['file_size_mb']:.2g} "
+                        "MB, where it can add noise (docs/ci-gate.md, drift correction)"
+                    )
             deadline_at = time.monotonic() + gate_cfg.max_seconds
             sample_batch, last = batch_sampler(
                 path, tgt, lambda: deadline_at - time.monotonic(), input_shapes, drift

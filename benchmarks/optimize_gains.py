@@ -13,8 +13,8 @@ MACs change, predicted accuracy change, wall time and peak RSS.
     .venv/bin/python benchmarks/optimize_gains.py --nb201-ground-truth       # the NB201 regret study
 
 Models are zoo names; `nb201_best` is the most accurate NB201 network of the shared CIFAR-10 table.
-Rows are merged into the results file by (model, target, mode, acc_drop, generations), so studies can be run in
-parts; each row records the machine load it ran under.
+Rows are merged into the results file by (model, target, mode, acc_drop, generations, tag), so studies can
+be run in parts (`--tag` keeps a variant's rows apart); each row records the machine load it ran under.
 """
 
 from __future__ import annotations
@@ -74,6 +74,15 @@ def run_cleanup(model: str, target: str, args) -> dict:
     }  # fmt: skip
 
 
+def _progress(entry: dict) -> None:
+    print(
+        f"  gen {entry['generation']:3d}  new {entry['new_valid']:2d}  feasible {entry['within_budgets']:2d}  "
+        f"measured {entry['measured_total']:4d}  best {entry['best_cost']:.4f}"
+        f"{' (measured)' if entry['best_measured'] else ''}  {entry['elapsed_s']:.0f} s",
+        flush=True,
+    )
+
+
 def run_one(model: str, target: str, mode: str, args) -> dict:
     from autogo_deploy import api
 
@@ -87,6 +96,8 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
     }[mode]
     if target == "npu-sim" and mode == "random":
         objective = "energy"
+    if args.objective and mode != "macs":  # e.g. latency on npu-sim, where latency is the harder goal
+        objective = args.objective
     t0 = time.perf_counter()
     res = api.optimize(
         model_source(model),
@@ -96,9 +107,14 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         generations=args.generations,
         population=args.population,
         measure_top=args.measure_top,
+        measure_top_exact=args.measure_top_exact,
+        parent_share=args.parent_share,
+        time_limit_s=args.time_limit,
         seed=args.seed,
         strategy="random" if mode == "random" else "pareto",
         measure_overrides={"max_runs": args.max_runs} if args.max_runs else None,
+        jobs=args.jobs,
+        on_generation=_progress if args.progress else None,
     )
     wall = time.perf_counter() - t0
     base, best = res.search.baseline, res.best
@@ -117,13 +133,30 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "emitted": best is not None,
         "acc_drop": args.acc_drop,
         "generations": args.generations,
+        "generations_run": len(res.search.history),
+        "stopped": res.search.stopped,
         "population": args.population,
+        "measure_top": args.measure_top,
+        "measure_top_exact": args.measure_top_exact,
+        "parent_share": args.parent_share,
+        "jobs": args.jobs,
+        "seed": args.seed,
+        "time_limit_s": args.time_limit,
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
     row["proposer"] = {k: v for k, v in res.proposer_stats.items() if k != "npu_fusion_check"}
     row["measured"] = res.search.history[-1]["measured_total"] if res.search.history else 0
     if "npu_fusion_check" in res.proposer_stats:
         row["npu_fusion_check"] = res.proposer_stats["npu_fusion_check"]
+    h2h = res.head_to_head or {}
+    if h2h.get("tries"):  # timed targets: the emitted model's gain measured against the input head to head
+        ok = [t for t in h2h["tries"] if t["accepted"]]
+        row["head_to_head"] = {
+            "confirmed": h2h["confirmed"],
+            "tries": len(h2h["tries"]),
+            "latency_change": ok[-1]["latency_change_pct"] / 100 if ok else None,
+            "latency_ratio_ci95": ok[-1]["latency_ratio_ci95"] if ok else None,
+        }
     if best:
         mm = best.measured
         row.update(
@@ -132,6 +165,10 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
             macs_change=best.macs / base.macs - 1,
             predicted_acc_delta=best.acc_delta,
             changes=len(best.changes),
+            change_log=[
+                {k: ch.get(k) for k in ("segment", "replacement", "n_nodes", "cost_target")}
+                for ch in best.changes
+            ],
         )
     return row
 
@@ -235,6 +272,21 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=4)
     ap.add_argument("--population", type=int, default=12)
     ap.add_argument("--measure-top", type=int, default=2)
+    ap.add_argument(
+        "--measure-top-exact",
+        type=int,
+        default=None,
+        help="measurements per generation on a deterministic target (npu-sim); default: --measure-top",
+    )
+    ap.add_argument("--objective", default=None, help="override the autogo/random objective (latency|energy)")
+    ap.add_argument("--parent-share", default="auto", choices=("auto", "even", "rank"))
+    ap.add_argument("--time-limit", type=float, default=None, help="seconds per search (stops early)")
+    ap.add_argument("--jobs", type=int, default=None, help="proposer worker processes (default: all cores)")
+    ap.add_argument(
+        "--tag", default=None, help="kept in the row and its key, so variants do not replace rows"
+    )
+    ap.add_argument("--note", default=None)
+    ap.add_argument("--progress", action="store_true", help="print one line per generation")
     ap.add_argument("--max-runs", type=int, default=40)
     ap.add_argument("--acc-drop", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -252,7 +304,7 @@ def main() -> None:
         return
 
     def key(r: dict) -> tuple:
-        return (r["model"], r["target"], r["mode"], r.get("acc_drop"), r.get("generations"))
+        return (r["model"], r["target"], r["mode"], r.get("acc_drop"), r.get("generations"), r.get("tag"))
 
     def save(row: dict) -> None:  # re-read first: parts of the study may run side by side
         doc = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "optimize_gains"}
@@ -266,6 +318,10 @@ def main() -> None:
         for target in args.targets.split(","):
             for mode in args.modes.split(","):
                 row = run_one(model, target, mode, args)
+                if args.tag:
+                    row["tag"] = args.tag
+                if args.note:
+                    row["note"] = args.note
                 save(row)
                 lc = row.get("latency_change")
                 ec = row.get("energy_change")

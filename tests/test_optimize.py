@@ -67,6 +67,12 @@ def test_optimize_cli_nb201_space(tmp_path, capsys):
         onnx.checker.check_model(model, full_check=True)
         assert [i.name for i in model.graph.input] == ["input"]
         assert run_ort(model, random_inputs(model))[0].shape == (1, 10)
+        # emitted only after a head-to-head (alternating rounds) confirmed the gain
+        h2h = doc["head_to_head"]
+        assert h2h["confirmed"] == best["id"]
+        accepted = [t for t in h2h["tries"] if t["accepted"]]
+        assert accepted[-1]["rounds"] == 6 and accepted[-1]["latency_ratio_ci95"][1] < 1.0
+        assert doc["improvement"]["latency_change_head_to_head"] < 0
     else:
         assert not out.exists() and doc["why_no_result"]
     html = report.read_text()
@@ -84,3 +90,5 @@ def test_optimize_rejects_bad_arguments(tmp_path):
         api.optimize(tmp_path / "missing.onnx", "ort-cpu")
     with pytest.raises(InputError, match="unknown objective"):
         api.optimize("zoo:nb201", "ort-cpu", objective="speed")
+    with pytest.raises(InputError, match="head-to-head takes 0"):
+        api.optimize("zoo:nb201", "ort-cpu", head_to_head_rounds=1)

@@ -154,3 +154,115 @@ def test_measured_candidates_off_the_front_release_their_bytes(tmp_path):
     for c in s.pool.values():
         if c.measured:
             assert candidate_id((tmp_path / "ck" / f"{c.cid}.onnx").read_bytes()) == c.cid
+
+
+# ---- exact (deterministic) targets: measure every feasible mutant, parents shared by rank ----------
+def make_exact(deterministic: bool, seed=0, generations=3, **cfg):
+    """Like make(), but the measurer answers like a simulated target when `deterministic`; the
+    proposer records how many children each parent was asked for."""
+    measured, asked = [], []
+
+    def measurer(c):
+        measured.append(c.cid)
+        return {
+            "latency_ms": float(_value(c)),
+            "energy_mj": None,
+            "power_w": None,
+            "deterministic": deterministic,
+        }
+
+    def counting_proposer(parent, rng, n):
+        asked.append((parent.cid, n))
+        return proposer(parent, rng, n)
+
+    base = _cand(100)
+    base.predicted = scorer([base])[0]
+    base.acc_delta = 0.0
+    s = Search(
+        base,
+        proposer=counting_proposer,
+        scorer=scorer,
+        measurer=measurer,
+        budgets=parse_budgets(["acc_drop=0"]),
+        config=SearchConfig(generations=generations, population=8, measure_top=2, seed=seed, **cfg),
+    )
+    return s, measured, asked
+
+
+def test_exact_target_can_measure_every_feasible_mutant():
+    s, measured, _ = make_exact(True, measure_top_exact=8)  # >= population: every feasible mutant
+    r = s.run()
+    for h in r.history:  # every feasible mutant of every generation was measured
+        gen_feasible = [c for c in s.pool.values() if c.generation == h["generation"] and s.feasible(c)]
+        assert gen_feasible and all(c.measured for c in gen_feasible)
+    # a timed target keeps measure_top per generation (+ the input + the final front)
+    t, measured_t, _ = make_exact(False)
+    rt = t.run()
+    assert rt.history[-1]["measured_total"] <= 1 + 2 * len(rt.history)
+    assert len(measured) > len(measured_t)
+
+
+def test_exact_target_measures_measure_top_unless_told_otherwise():
+    s, _, _ = make_exact(True)
+    r = s.run()
+    counts = [h["measured_total"] for h in r.history]
+    assert [b - a for a, b in zip([1] + counts, counts, strict=False)] == [2] * len(counts)
+
+
+def test_exact_target_measurement_cap():
+    s, _, _ = make_exact(True, measure_top_exact=3)
+    r = s.run()
+    counts = [h["measured_total"] for h in r.history]
+    steps = [b - a for a, b in zip([1] + counts, counts, strict=False)]
+    assert max(steps) <= 3 and max(steps) == 3
+
+
+def test_children_per_parent_rules():
+    from autogo_deploy.search import children_per_parent
+
+    assert children_per_parent(6, 12, "even") == [2] * 6  # the original rule
+    assert children_per_parent(5, 12, "even") == [3] * 5
+    for n in range(1, 9):
+        shares = children_per_parent(n, 12, "rank")
+        assert sum(shares) == 12 and len(shares) == n
+        assert shares[0] == max(shares) and min(shares) >= 1  # cheapest first, nobody starved
+        assert shares == sorted(shares, reverse=True) or n > 4  # monotone until rounding ties
+    assert children_per_parent(6, 12, "rank") == [5, 2, 2, 1, 1, 1]
+    assert sum(children_per_parent(6, 4, "rank")) == 4  # fewer children than parents: the cheapest get them
+    assert children_per_parent(0, 12, "rank") == []
+
+
+def test_exact_target_gives_the_cheapest_front_member_the_most_children():
+    """A world where cheaper means more params, so the front holds several members; on an exact
+    target the cheapest one is asked for the most children, on a timed one all get the same."""
+
+    def run(deterministic):
+        asked: list = []
+
+        def cand(v):
+            data = str(v).encode()
+            return Candidate(candidate_id(data), data, None, 0, macs=v * 10, params=1000 - v)
+
+        def prop(parent, rng, n):
+            asked[-1].append(n)
+            return [cand(max(1, _value(parent) - rng.randint(-3, 12))) for _ in range(n)]
+
+        base = cand(100)
+        base.predicted, base.acc_delta = scorer([base])[0], 0.0
+        s = Search(
+            base,
+            proposer=prop,
+            scorer=scorer,
+            measurer=lambda c: {"latency_ms": float(_value(c)), "deterministic": deterministic},
+            budgets=parse_budgets(["acc_drop=0"]),
+            config=SearchConfig(generations=4, population=8, measure_top=2, seed=0),
+            on_generation=lambda _e: asked.append([]),
+        )
+        asked.append([])
+        s.run()
+        return [g for g in asked if len(g) > 1]
+
+    exact = run(True)
+    assert exact and all(g[0] == max(g) and g[0] > min(g) and sum(g) == 8 for g in exact)
+    timed = run(False)
+    assert timed and all(len(set(g)) == 1 for g in timed)  # even shares, as before

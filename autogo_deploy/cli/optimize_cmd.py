@@ -29,6 +29,17 @@ def optimize(
     generations: Annotated[int, typer.Option(min=1, help="search generations")] = 4,
     population: Annotated[int, typer.Option(min=1, help="mutants proposed per generation")] = 12,
     measure_top: Annotated[int, typer.Option(min=0, help="candidates measured per generation")] = 2,
+    measure_top_exact: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="measured per generation when the target is deterministic (npu-sim); default: --measure-top",
+        ),
+    ] = None,
+    parent_share: Annotated[
+        str,
+        typer.Option(help="children per front member: auto (rank on deterministic targets) | even | rank"),
+    ] = "auto",
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="seconds")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     space: Annotated[str | None, typer.Option(help="restrict mutations: nb201")] = None,
@@ -42,6 +53,15 @@ def optimize(
         Path | None, typer.Option("--db", help="segment database (default: built into the cache)")
     ] = None,
     max_runs: Annotated[int | None, typer.Option(help="cap on timed runs per measurement")] = None,
+    head_to_head: Annotated[
+        int,
+        typer.Option(
+            "--head-to-head",
+            min=0,
+            help="rounds of input-vs-result measurements (alternating order) that must confirm the gain "
+            "before a model is written; 0 skips (simulated targets always skip)",
+        ),
+    ] = 6,
 ) -> None:
     """Evolve a model's computation graph for a target under budgets; write the best measured model."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -87,6 +107,8 @@ def optimize(
             generations=generations,
             population=population,
             measure_top=measure_top,
+            measure_top_exact=measure_top_exact,
+            parent_share=parent_share,
             time_limit_s=time_limit,
             seed=seed,
             strategy=strategy,
@@ -99,6 +121,7 @@ def optimize(
             input_shapes=parse_input_shapes(input_shape),
             db_path=db,
             measure_overrides=overrides,
+            head_to_head_rounds=head_to_head,
             on_generation=on_generation,
             on_status=on_status,
         )
@@ -149,6 +172,12 @@ def _render(doc: dict) -> None:
             f"MACs {_pct(imp['macs_change'])}  ({len(doc['best']['changes'])} change(s); "
             f"{doc['candidates_evaluated']} candidates, {doc['elapsed_s']} s, stopped: {doc['stopped']})"
         )
+        if imp.get("latency_change_head_to_head") is not None:
+            lo, hi = imp["latency_ratio_ci95_head_to_head"]
+            out.print(
+                f"head to head (input and result in alternating rounds): latency "
+                f"{_pct(imp['latency_change_head_to_head'])} [95% CI {_pct(lo - 1)}, {_pct(hi - 1)}]"
+            )
         for ch in doc["best"]["changes"]:
             cert = ch.get("certificate") or {}
             out.print(

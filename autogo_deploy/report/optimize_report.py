@@ -93,6 +93,12 @@ def build_doc(result, *, output: str | None = None, front_dir: str | None = None
             "no measured candidate met the budgets and beat the input's measured "
             f"{result.objective}; nothing was written"
         )
+        tries = (doc["head_to_head"] or {}).get("tries") or []
+        if tries:
+            doc["why_no_result"] = (
+                f"the search's best {len(tries)} candidate(s) were not confirmed against the input when "
+                "both were measured in alternating rounds (head to head); nothing was written"
+            )
     return doc
 
 

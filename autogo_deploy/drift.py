@@ -74,13 +74,7 @@ class DriftCorrection:
 
     def correct(self, samples_ms: list[float], method: dict[str, Any]) -> list[float]:
         """The batch's samples at the nominal reference speed."""
-        ref = (method or {}).get("reference") or {}
-        ref_samples = [float(x) for x in ref.get("samples_ms") or [] if isinstance(x, int | float)]
-        if not ref_samples:
-            raise InputError(
-                "the harness returned no reference times: drift correction needs the ort harness"
-            )
-        median = statistics.median(ref_samples)
+        median = reference_median(method)
         if self.nominal_ms is None:
             self.nominal_ms = median
         factor = self.nominal_ms / median
@@ -110,20 +104,24 @@ def describe(ref: dict[str, Any]) -> str:
     )
 
 
+def reference_median(method: dict[str, Any] | None) -> float:
+    """Median of the reference times a harness reported in `method["reference"]`."""
+    ref = (method or {}).get("reference") or {}
+    times = [float(x) for x in ref.get("samples_ms") or [] if isinstance(x, int | float)]
+    if not times:
+        raise InputError("the harness returned no reference times: drift correction needs the ort harness")
+    return statistics.median(times)
+
+
 def rescaled(measurement, nominal_ms: float | None):
     """A measure.Measurement whose latency samples are rescaled to the nominal reference speed, the
     summary recomputed; `nominal_ms` None takes this measurement's reference median (first of a
     series). Returns (measurement, nominal_ms used). Energy and power are left as they were."""
     from autogo_deploy.stats import summarize
 
-    ref = (measurement.method or {}).get("reference") or {}
-    times = [float(x) for x in ref.get("samples_ms") or []]
-    if not times:
-        raise InputError("the harness returned no reference times: drift correction needs the ort harness")
-    median = statistics.median(times)
+    median = reference_median(measurement.method)
     nominal = median if nominal_ms is None else float(nominal_ms)
     samples = [float(x) * nominal / median for x in measurement.samples_ms]
-    s = summarize(samples)
     method = {k: v for k, v in measurement.method.items() if k != "reference"}
     method["drift_correction"] = {
         "reference": REFERENCE_NAME,
@@ -131,19 +129,5 @@ def rescaled(measurement, nominal_ms: float | None):
         "reference_median_ms": median,
         "factor": nominal / median,
     }
-    out = replace(
-        measurement,
-        samples_ms=samples,
-        p50_ms=s.p50_ms,
-        p90_ms=s.p90_ms,
-        p99_ms=s.p99_ms,
-        mean_ms=s.mean_ms,
-        std_ms=s.std_ms,
-        min_ms=s.min_ms,
-        max_ms=s.max_ms,
-        ci95_rel=s.ci95_rel,
-        ci95_lo_ms=s.ci95_lo_ms,
-        ci95_hi_ms=s.ci95_hi_ms,
-        method=method,
-    )
-    return out, nominal
+    stats = summarize(samples).to_dict()
+    return replace(measurement, samples_ms=samples, method=method, **stats), nominal

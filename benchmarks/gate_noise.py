@@ -123,6 +123,7 @@ def paired_calibration(
     With `drift` ({"reference": path, "nominal_ms": float or None}) every batch also times the
     reference network and is rescaled as `check --drift-correct` does (autogo_deploy.drift); a
     None nominal becomes the median of this calibration's reference medians (stored back)."""
+    from autogo_deploy.drift import reference_median
     from autogo_deploy.measure import measure
     from autogo_deploy.target import load_target
 
@@ -132,7 +133,7 @@ def paired_calibration(
     for r in range(rounds):
         for name in list(models) if r % 2 == 0 else list(reversed(models)):
             m = measure(models[name], target, min_runs=runs, max_runs=runs, reference=ref)
-            ref_ms = None if ref is None else float(np.median(m.method["reference"]["samples_ms"]))
+            ref_ms = None if ref is None else reference_median(m.method)
             batches[name].append((list(m.samples_ms), ref_ms))
     if drift is not None and drift.get("nominal_ms") is None:
         drift["nominal_ms"] = float(np.median([r for bs in batches.values() for _, r in bs]))

@@ -2,7 +2,7 @@
 
 from autogo_deploy import api
 result = api.optimize("model.onnx", "ort-cpu", budgets=["latency_ms=8"], generations=4)
-result.best            # search.Candidate (measured) or None when nothing beat the input
+result.best            # candidate.Candidate (measured) or None when nothing beat the input
 api.profile("model.onnx", "npu-sim")     # measure.Measurement
 """
 
@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from autogo_deploy.candidate import Candidate, candidate_id
 from autogo_deploy.constraints import Budgets, check_objective, parse_budgets
 from autogo_deploy.errors import InputError, MeasurementFailed
-from autogo_deploy.search import Candidate, Search, SearchConfig, SearchResult, candidate_id
+from autogo_deploy.search import Search, SearchConfig, SearchResult
 
 
 def resolve_model_source(model: str | Path, *, arch: str | None = None) -> tuple[bytes, str]:
@@ -98,6 +99,9 @@ class OptimizeResult:
     space: str | None
     proposer_stats: dict
     head_to_head: dict | None = None  # headtohead.confirm_best's record (None when not run)
+    # the folder holding big candidates' ONNX files (tempfile.TemporaryDirectory): removed when this
+    # result is garbage-collected or the process ends, so `best.model_bytes` reads while it lives
+    spill_dir: object = None
 
     @property
     def best(self) -> Candidate | None:
@@ -200,6 +204,8 @@ def optimize(
     measure_top: int = 2,
     measure_top_exact: int | None = None,
     parent_share: str = "auto",
+    segment_weight: str = "macs",
+    spill_mb: float = 256.0,
     time_limit_s: float | None = None,
     seed: int = 0,
     strategy: str = "pareto",
@@ -239,6 +245,13 @@ def optimize(
         raise InputError(f"unknown strategy {strategy!r}; valid: pareto, random")
     if parent_share not in ("auto", "even", "rank"):
         raise InputError(f"unknown parent share {parent_share!r}; valid: auto, even, rank")
+    from autogo_deploy.segment_weights import resolve_mode
+
+    weigh_by = resolve_mode(segment_weight, tgt.backend)
+    if not spill_mb > 0:
+        raise InputError(f"--spill-mb must be > 0, got {spill_mb}")
+    # mutants of at least spill_mb MB wait in files here, not in memory (candidate.py)
+    spill_dir = tempfile.TemporaryDirectory(prefix="autogo-spill-")
     if space not in (None, "nb201"):
         raise InputError(f"unknown --space {space!r}; valid: nb201")
     data, source = resolve_model_source(model, arch=arch if space == "nb201" else None)
@@ -265,6 +278,9 @@ def optimize(
             jobs=jobs,
             cost_targets=cost_targets_for(objective),
             macs_per_param=tgt.macs_per_param,
+            segment_weight=weigh_by,
+            npu_options=tgt.options if weigh_by == "target" else None,
+            spill=(spill_dir.name, int(spill_mb * 2**20)),
         )
     # measure-in-the-loop uses a shorter time cap than `profile` (the ±1% goal still stops it earlier)
     overrides = {"time_cap_s": min(10.0, float(tgt.protocol.get("time_cap_s", 10.0)))}
@@ -319,6 +335,8 @@ def optimize(
     finally:
         proposer.close()
     stats = {"accepted": proposer.accepted, "rejections": dict(proposer.rejections)}
+    if space is None:
+        stats["segment_weight"] = weigh_by
     h2h = None
     if head_to_head_rounds and result.best is not None:
         from autogo_deploy.headtohead import confirm_best
@@ -338,4 +356,6 @@ def optimize(
     if fast_fusion:
         status("npu-sim: re-costing the input and the result with TVM FuseOps")
         stats["npu_fusion_check"] = verify_fast_fusion(result, tgt, seed=seed)
-    return OptimizeResult(result, tgt.name, objective, budgets, source, predictor_info, space, stats, h2h)
+    return OptimizeResult(
+        result, tgt.name, objective, budgets, source, predictor_info, space, stats, h2h, spill_dir
+    )

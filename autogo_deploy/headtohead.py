@@ -124,7 +124,7 @@ def confirm_best(
         return {"skipped": "simulated target: figures are deterministic, no drift to rule out"}
     key = {"latency": "latency_ms", "energy": "energy_mj"}.get(objective, "macs")
     others = sorted(
-        (c for c in result.front if c is not best and c is not base and c.measured and c.model_bytes),
+        (c for c in result.front if c is not best and c is not base and c.measured and c.has_model),
         key=lambda c: (c.cost(key), c.cid),
     )
     tries = []

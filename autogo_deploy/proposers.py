@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import onnx
 
-from autogo_deploy.search import Candidate, candidate_id
+from autogo_deploy.candidate import Candidate, candidate_id
 
 _WORKER: dict = {}
 
@@ -59,18 +60,32 @@ def _out_bytes(n) -> list[int]:
 
 
 # ---- AutoGO proposer (segment DB + MILP) --------------------------------------------------------
-def _init_worker(db_path: str, align: int, cost_weights: dict | None, macs_per_param: float = 0.0) -> None:
+def _init_worker(
+    db_path: str,
+    align: int,
+    cost_weights: dict | None,
+    macs_per_param: float = 0.0,
+    segment_weight: str = "macs",
+    npu_options: dict | None = None,
+) -> None:
     from autogo_deploy.segments.db import SegmentDB
 
     _WORKER["db"] = SegmentDB(db_path)
     _WORKER["macs_per_param"] = float(macs_per_param)
     _WORKER["align"] = align
     _WORKER["weights"] = cost_weights
+    _WORKER["segment_weight"] = segment_weight
+    _WORKER["npu"] = None
+    if segment_weight == "target":
+        from autogo_deploy.backends.npu_model import NpuConstants
+
+        _WORKER["npu"] = NpuConstants.from_options(npu_options or {})
 
 
 def _mutate_task(args: tuple) -> list[dict]:
-    parent_bytes, seed, tries, max_nodes, cost_targets = args
-    from autogo_deploy import mutate
+    parent, seed, tries, max_nodes, cost_targets, spill = args
+    parent_bytes = Path(parent).read_bytes() if isinstance(parent, str) else parent
+    from autogo_deploy import mutate, segment_weights
     from autogo_deploy.graph import load
     from autogo_deploy.segments.segment import segment_model
 
@@ -78,11 +93,14 @@ def _mutate_task(args: tuple) -> list[dict]:
     rng = random.Random(seed)
     g = load(parent_bytes, cleanup=False)
     occurrences = [o for o in segment_model(g, db) if 1 <= len(o.node_names) <= max_nodes]
-    # prefer heavy segments: that is where the cost is (MACs, plus weights on memory-bound hardware)
-    k = _WORKER.get("macs_per_param", 0.0)
-    weights = [
-        (1 + sum(g.node(n).macs + k * g.node(n).params for n in o.node_names)) ** 0.5 for o in occurrences
-    ]
+    # prefer heavy segments: that is where the cost is (segment_weights.py)
+    weights = segment_weights.weights(
+        g,
+        occurrences,
+        mode=_WORKER["segment_weight"],
+        macs_per_param=_WORKER["macs_per_param"],
+        constants=_WORKER["npu"],
+    )
     out: list[dict] = []
     rejections: dict[str, int] = {}
     for k in range(tries):
@@ -113,6 +131,15 @@ def _mutate_task(args: tuple) -> list[dict]:
             continue
         data = m.model.SerializeToString()
         stats = graph_stats(m.model)  # verified by mutate.apply: no second load
+        cid = candidate_id(data)
+        if spill is not None and len(data) >= spill[1]:
+            # big models go to the run's spill folder as files, not through the process pipe
+            path = Path(spill[0]) / f"{cid}.onnx"
+            if not path.exists():
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(data)
+                tmp.replace(path)
+            data = str(path)
         change = {
             "segment": occ.segment_id if occ.segment_id is not None else f"unseen:{occ.hash[:10]}",
             "replacement": rep.id,
@@ -123,7 +150,8 @@ def _mutate_task(args: tuple) -> list[dict]:
             "inherited_param_share": m.inherited_param_share,
             "detail": m.changes,
         }
-        out.append({"model": data, "change": change, **stats})
+        del m  # a VGG-16 mutant's ModelProto is 550 MB: not kept beside its bytes
+        out.append({"model": data, "cid": cid, "change": change, **stats})
     return out + [{"rejections": rejections}]
 
 
@@ -138,10 +166,17 @@ class GraphProposer:
         max_nodes: int = 30,
         cost_targets: tuple[float, ...] = (1.0,),
         macs_per_param: float = 0.0,
+        segment_weight: str = "macs",
+        npu_options: dict | None = None,
+        spill: tuple[str, int] | None = None,
     ):
         """cost_targets: the MILP cost targets a mutation draws from (see mutate.apply);
         macs_per_param: what a weight costs in MACs on the target (Target.macs_per_param), which
-        weighs source segments by their cost there."""
+        weighs source segments by their cost there (segment_weight "macs"); segment_weight "target":
+        by the npu-sim cost model's latency with the constants in `npu_options` (segment_weights.py);
+        spill = (folder, min_bytes): mutants of at least min_bytes are written there by the workers and
+        handed over as files (Candidate.spill_path), parents in such a folder are read from it."""
+        self.spill = (str(spill[0]), int(spill[1])) if spill else None
         self.jobs = max(1, jobs or (os.cpu_count() or 1))
         self.max_nodes = max_nodes
         self.cost_targets = tuple(float(x) for x in cost_targets)
@@ -150,10 +185,12 @@ class GraphProposer:
         self._pool = None
         if self.jobs > 1:
             self._pool = ProcessPoolExecutor(
-                self.jobs, initializer=_init_worker, initargs=(db_path, align, cost_weights, macs_per_param)
+                self.jobs,
+                initializer=_init_worker,
+                initargs=(db_path, align, cost_weights, macs_per_param, segment_weight, npu_options),
             )
         else:
-            _init_worker(db_path, align, cost_weights, macs_per_param)
+            _init_worker(db_path, align, cost_weights, macs_per_param, segment_weight, npu_options)
 
     def close(self) -> None:
         if self._pool:
@@ -161,8 +198,9 @@ class GraphProposer:
 
     def __call__(self, parent: Candidate, rng: random.Random, n: int) -> list[Candidate]:
         per_task = max(1, -(-n // self.jobs))
+        source = str(parent.spill_path) if parent.spill_path else parent.model_bytes
         tasks = [
-            (parent.model_bytes, rng.randrange(2**31), per_task, self.max_nodes, self.cost_targets)
+            (source, rng.randrange(2**31), per_task, self.max_nodes, self.cost_targets, self.spill)
             for _ in range(self.jobs)
         ]
         results = (
@@ -177,18 +215,19 @@ class GraphProposer:
                     continue
                 self.accepted += 1
                 data = item["model"]
-                out.append(
-                    Candidate(
-                        cid=candidate_id(data),
-                        model_bytes=data,
-                        parent=parent.cid,
-                        generation=0,
-                        changes=parent.changes + [item["change"]],
-                        macs=item["macs"],
-                        params=item["params"],
-                        peak_mem_mb=item["peak_mem_mb"],
-                    )
-                )
+                fields = {
+                    "cid": item["cid"],
+                    "parent": parent.cid,
+                    "generation": 0,
+                    "changes": parent.changes + [item["change"]],
+                    "macs": item["macs"],
+                    "params": item["params"],
+                    "peak_mem_mb": item["peak_mem_mb"],
+                }
+                if isinstance(data, str):  # spilled by the worker
+                    out.append(Candidate.from_spill(Path(data), **fields))
+                else:
+                    out.append(Candidate(model_bytes=data, **fields))
         return out
 
 

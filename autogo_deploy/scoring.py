@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from autogo_deploy.candidate import Candidate
 from autogo_deploy.errors import AutogoError
-from autogo_deploy.search import Candidate
 
 
 def make_scorer(target, *, space: str | None = None, log: Callable[[str], None] | None = None):
@@ -35,7 +35,9 @@ def make_scorer(target, *, space: str | None = None, log: Callable[[str], None] 
     }
 
     def scorer(cands: list[Candidate]) -> list[dict]:
-        preds = predictor.predict([c.model_bytes for c in cands], emb, ids=[c.cid for c in cands])
+        # the candidates themselves: each model is read (from memory or its spill file) and loaded
+        # one at a time, so a batch of big mutants is never in memory at once
+        preds = predictor.predict(list(cands), emb, ids=[c.cid for c in cands])
         out = []
         for c, p in zip(cands, preds, strict=True):
             if p.id != c.cid:  # predictions must stay attached to their candidates

@@ -10,7 +10,6 @@ median measured/predicted ratio seen so far. Nothing is emitted unless measured 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -20,62 +19,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from autogo_deploy.candidate import Candidate
 from autogo_deploy.constraints import Budgets
 
 COST_KEY = {"latency": "latency_ms", "energy": "energy_mj", "macs": "macs", "accuracy": "neg_acc"}
 
 
-@dataclass
-class Candidate:
-    cid: str
-    model_bytes: bytes = field(repr=False)
-    parent: str | None
-    generation: int
-    changes: list[dict] = field(default_factory=list)
-    arch: str | None = None
-    macs: int = 0
-    params: int = 0
-    peak_mem_mb: float = 0.0
-    predicted: dict = field(default_factory=dict)
-    measured: dict | None = None
-    evaluator: float | None = None
-    acc_delta: float | None = None
-
-    def cost(self, key: str, scale: float = 1.0) -> float | None:
-        """Measured value when there is one, else the (rescaled) prediction."""
-        if key in ("macs", "params"):
-            return float(getattr(self, key))
-        if key == "neg_acc":  # maximise predicted accuracy
-            acc = self.predicted.get("acc")
-            return None if acc is None else -float(acc)
-        if self.measured and self.measured.get(key) is not None:
-            return float(self.measured[key])
-        value = self.predicted.get(key)
-        return None if value is None else float(value) * scale
-
-    def metrics(self, scale: float = 1.0) -> dict:
-        return {
-            "latency_ms": self.cost("latency_ms", scale),
-            "energy_mj": self.cost("energy_mj", scale),
-            "power_w": (self.measured or {}).get("power_w"),
-            "params": self.params,
-            "macs": self.macs,
-            "peak_mem_mb": self.peak_mem_mb,
-            "acc_delta": self.acc_delta,
-        }
-
-    def to_json(self) -> dict:
-        doc = asdict(self)
-        doc.pop("model_bytes")
-        return doc
-
-
 def _or_inf(v: float | None) -> float:
     return math.inf if v is None else v
-
-
-def candidate_id(model_bytes: bytes) -> str:
-    return hashlib.sha256(model_bytes).hexdigest()[:12]
 
 
 @dataclass
@@ -170,7 +121,7 @@ class Search:
         pts = []
         for c in self.pool.values():
             cost = c.cost(self.key, s)
-            if not c.model_bytes or cost is None or (c is not self.baseline and not self.feasible(c)):
+            if not c.has_model or cost is None or (c is not self.baseline and not self.feasible(c)):
                 continue
             pts.append((c, (-(c.acc_delta or 0.0), cost, float(c.params))))
         front = []
@@ -187,6 +138,7 @@ class Search:
 
     def _admit(self, cands: list[Candidate]) -> list[Candidate]:
         fresh = list({c.cid: c for c in cands if c.cid not in self.pool}.values())  # one per model
+        self._drop_files_of_duplicates(cands, fresh)
         if not fresh:
             return []
         preds = self.score(fresh)
@@ -198,6 +150,13 @@ class Search:
             self.pool[c.cid] = c
         return fresh
 
+    def _drop_files_of_duplicates(self, cands: list[Candidate], fresh: list[Candidate]) -> None:
+        """A proposal not admitted (a model already seen) may have brought a spill file of its own."""
+        kept = {c.spill_path for c in [*self.pool.values(), *fresh] if c.spill_path is not None}
+        for c in cands:
+            if c.spill_path is not None and c.spill_path not in kept:
+                c.model_bytes = b""  # unlinks it
+
     KEEP_MEASURED = 4  # measured candidates off the front whose bytes are kept (the cheapest ones)
 
     def _release_memory(self) -> None:
@@ -206,18 +165,18 @@ class Search:
         parents from everything it kept, so there every measured candidate keeps its bytes. With a
         checkpoint, bytes are released only once the candidate's ONNX file is written."""
         keep = {c.cid for c in self.front()} | {self.baseline.cid}
-        measured = [c for c in self.pool.values() if c.measured and c.model_bytes]
+        measured = [c for c in self.pool.values() if c.measured and c.has_model]
         if self.cfg.strategy == "random":
             keep |= {c.cid for c in measured}
         else:
             ranked = sorted(measured, key=lambda c: (_or_inf(c.cost(self.key)), c.cid))
             keep |= {c.cid for c in ranked[: self.KEEP_MEASURED]}
         for c in self.pool.values():
-            if c.cid in keep or not c.model_bytes:
+            if c.cid in keep or not c.has_model:
                 continue
             if c.measured and self.checkpoint and not (self.checkpoint / f"{c.cid}.onnx").exists():
                 continue  # written by the next save_checkpoint, released after that
-            c.model_bytes = b""
+            c.model_bytes = b""  # drops the bytes and the spill file
 
     def exact(self) -> bool:
         """Whether the target's figures are exact (the input's measurement is deterministic)."""
@@ -254,7 +213,7 @@ class Search:
                 parents = self.front() or [self.baseline]
                 share = self._parent_share()
                 if self.cfg.strategy == "random":  # random search: parents drawn from everything valid
-                    pool = sorted((c for c in self.pool.values() if c.model_bytes), key=lambda c: c.cid)
+                    pool = sorted((c for c in self.pool.values() if c.has_model), key=lambda c: c.cid)
                     parents = rng.sample(pool, min(len(pool), len(parents)))
                     share = "even"
                 proposals: list[Candidate] = []

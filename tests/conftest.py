@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny models generated in code (no binary blobs in the repository)."""
+"""Shared fixtures: tiny models generated in code (no binary blobs in the repository) and one small
+segment database built from the zoo corpus, shared by the segment, proposer and search tests."""
 
 from __future__ import annotations
 
@@ -31,3 +32,28 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("AUTOGO_CACHE_DIR", None)
     else:
         os.environ["AUTOGO_CACHE_DIR"] = old
+
+
+SMALL_DB = {
+    "families": ["nb201", "nb101", "fbnet", "resnet", "mobilenet_v2", "edsr"],
+    "limit": 10,
+    "vocab_size": 400,
+}
+
+
+@pytest.fixture(scope="session")
+def small_db_path(tmp_path_factory):
+    from autogo_deploy.segments.build import build
+
+    path = tmp_path_factory.mktemp("segdb") / "small.db"
+    build(path, jobs=1, chunk_size=8, **SMALL_DB)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_db(small_db_path):
+    from autogo_deploy.segments.db import SegmentDB
+
+    db = SegmentDB(small_db_path)
+    yield db
+    db.close()

@@ -65,7 +65,8 @@ def test_bad_round_settings():
 
 
 def _result(front_ms: dict[str, float], best: str, deterministic=False):
-    from autogo_deploy.search import Candidate, SearchResult
+    from autogo_deploy.candidate import Candidate
+    from autogo_deploy.search import SearchResult
 
     def cand(name, ms):
         m = {"latency_ms": ms, "deterministic": deterministic, "ci95_rel": 0.01}

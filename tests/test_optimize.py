@@ -92,3 +92,9 @@ def test_optimize_rejects_bad_arguments(tmp_path):
         api.optimize("zoo:nb201", "ort-cpu", objective="speed")
     with pytest.raises(InputError, match="head-to-head takes 0"):
         api.optimize("zoo:nb201", "ort-cpu", head_to_head_rounds=1)
+    with pytest.raises(InputError, match="needs a target with a cost model"):
+        api.optimize("zoo:nb201", "ort-cpu", segment_weight="target")
+    with pytest.raises(InputError, match="unknown segment weight"):
+        api.optimize("zoo:nb201", "ort-cpu", segment_weight="flops")
+    with pytest.raises(InputError, match="spill-mb must be > 0"):
+        api.optimize("zoo:nb201", "ort-cpu", spill_mb=0)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import random
 
+from autogo_deploy.candidate import Candidate, candidate_id
 from autogo_deploy.constraints import parse_budgets
-from autogo_deploy.search import Candidate, Search, SearchConfig, candidate_id
+from autogo_deploy.search import Search, SearchConfig
 
 
 def _cand(v: int, parent=None) -> Candidate:
@@ -266,3 +267,22 @@ def test_exact_target_gives_the_cheapest_front_member_the_most_children():
     assert exact and all(g[0] == max(g) and g[0] > min(g) and sum(g) == 8 for g in exact)
     timed = run(False)
     assert timed and all(len(set(g)) == 1 for g in timed)  # even shares, as before
+
+
+def test_spilled_candidates_are_searched_and_their_files_released(tmp_path):
+    """Candidates whose bytes wait in spill files behave as in memory; released ones lose their file."""
+
+    def spilling(parent, rng, n):
+        out = proposer(parent, rng, n)
+        for c in out:
+            c.spill(tmp_path)
+        return out
+
+    s, _ = make(generations=6)
+    s.propose = spilling
+    r = s.run()
+    assert r.best is not None and r.best.spill_path is not None
+    assert _value(r.best) >= 40 and r.best.measured["latency_ms"] < 100
+    kept = {c.spill_path for c in s.pool.values() if c.spill_path is not None}
+    assert set(tmp_path.glob("*.onnx")) == kept  # every released candidate's file is gone
+    assert len(kept) <= s.cfg.front_size + s.KEEP_MEASURED

@@ -276,6 +276,7 @@ def onnx_groups(model) -> list[Group]:
     tensors: dict[str, Tensor] = {}
     producers: dict[str, int] = {}
     nodes: list[FusionNode] = []
+    names: list[list[str]] = []  # per fusion node: the ONNX nodes it stands for (a folded BN joins its Conv)
     bn_bias: set[str] = set()
     eager: list[bool] = []
     for proto in g.node:
@@ -288,6 +289,8 @@ def onnx_groups(model) -> list[Group]:
             conv_out = alias.get(proto.input[0], proto.input[0])
             alias[proto.output[0]] = conv_out
             bn_bias.add(conv_out)
+            if conv_out in producers:
+                names[producers[conv_out]].append(proto.name)
             continue
         node = onnx.NodeProto()
         node.CopyFrom(proto)
@@ -306,6 +309,7 @@ def onnx_groups(model) -> list[Group]:
             )
         )
         eager.append(node.op_type in _EAGER)
+        names.append([proto.name])
         for o in node.output:
             producers[o] = nodes[-1].index
     # a folded BN adds a bias to a Conv that had none
@@ -330,7 +334,7 @@ def onnx_groups(model) -> list[Group]:
                 pattern = TUPLE if src.ops[0].name == "subtract" and src.bn else node.pattern
                 src.consumers.append((node.index, pattern))
     order, head = emission_order(nodes, producers, outputs, eager)
-    return _build_groups(nodes, partition(nodes, order), head, producers, outputs, tensors)
+    return _build_groups(nodes, partition(nodes, order), head, producers, outputs, tensors, names)
 
 
 def _group_order(nodes, roots, head, producers) -> list[int]:
@@ -357,8 +361,9 @@ def _group_order(nodes, roots, head, producers) -> list[int]:
     return order
 
 
-def _build_groups(nodes, roots, head, producers, outputs, tensors) -> list[Group]:
-    """One Group per fused set, in the order TVM emits the fused calls."""
+def _build_groups(nodes, roots, head, producers, outputs, tensors, names) -> list[Group]:
+    """One Group per fused set, in the order TVM emits the fused calls; `names[i]`: the ONNX nodes
+    fusion node i stands for."""
     members: dict[int, list[int]] = {}
     for i, r in enumerate(roots):
         members.setdefault(r, []).append(i)
@@ -388,5 +393,5 @@ def _build_groups(nodes, roots, head, producers, outputs, tensors) -> list[Group
                 if name in outputs or not consumers or any(roots[c] != r for c in consumers):
                     out_tensors.append(tensors.get(name) or nodes[i].ops[-1].output)
         name = "fused_" + "_".join(op.name for op in ops) if len(idx) > 1 else ops[0].name
-        groups.append(Group(name, ops, ext_inputs, out_tensors))
+        groups.append(Group(name, ops, ext_inputs, out_tensors, [n for i in idx for n in names[i]]))
     return groups

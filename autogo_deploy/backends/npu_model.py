@@ -169,6 +169,7 @@ class Group:
     ops: list[Op]
     inputs: list[Tensor]
     outputs: list[Tensor]
+    nodes: list[str] = field(default_factory=list)  # ONNX node names (onnx-rules fusion only)
 
 
 def _ceil_to(value: int, multiple: int) -> int:

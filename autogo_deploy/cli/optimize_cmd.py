@@ -40,6 +40,16 @@ def optimize(
         str,
         typer.Option(help="children per front member: auto (rank on deterministic targets) | even | rank"),
     ] = "auto",
+    segment_weight: Annotated[
+        str,
+        typer.Option(
+            help="how source segments are drawn: macs (MACs + weight traffic) | target (npu-sim's modeled latency)"
+        ),
+    ] = "macs",
+    spill_mb: Annotated[
+        float,
+        typer.Option(help="mutants of at least this many MB wait in temporary files, not in memory"),
+    ] = 256.0,
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="seconds")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     space: Annotated[str | None, typer.Option(help="restrict mutations: nb201")] = None,
@@ -109,6 +119,8 @@ def optimize(
             measure_top=measure_top,
             measure_top_exact=measure_top_exact,
             parent_share=parent_share,
+            segment_weight=segment_weight,
+            spill_mb=spill_mb,
             time_limit_s=time_limit,
             seed=seed,
             strategy=strategy,

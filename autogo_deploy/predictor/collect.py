@@ -211,8 +211,8 @@ def _zoo_plan(seed: int) -> Iterator[tuple[str, Callable[[], bytes]]]:
 
     for name in ZOO_PARENTS:
         yield name, lambda n=name: zoo.build(n, seed=0).SerializeToString()
+    from autogo_deploy.candidate import Candidate, candidate_id
     from autogo_deploy.proposers import GraphProposer
-    from autogo_deploy.search import Candidate, candidate_id
     from autogo_deploy.segments.db import default_db
 
     db = default_db(progress=True)

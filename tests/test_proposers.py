@@ -1,0 +1,74 @@
+"""GraphProposer: segment-database mutations of a real network, with either source-segment weighting."""
+
+from __future__ import annotations
+
+import random
+
+import onnx
+import pytest
+
+from autogo_deploy import zoo
+from autogo_deploy.candidate import Candidate, candidate_id
+from autogo_deploy.graph import load
+from autogo_deploy.mutate import io_signature
+from autogo_deploy.proposers import GraphProposer, graph_stats
+from autogo_deploy.target import load_target
+
+
+@pytest.fixture(scope="module")
+def parent():
+    data = load(zoo.build("resnet18", input_size=64).SerializeToString(), cleanup=True).to_bytes()
+    return Candidate(candidate_id(data), data, None, 0, **graph_stats(data))
+
+
+def _propose(db_path, parent, weight: str, seed: int = 3):
+    proposer = GraphProposer(
+        str(db_path),
+        align=16,
+        jobs=1,
+        cost_targets=(1.0, 0.5),
+        macs_per_param=160,
+        segment_weight=weight,
+        npu_options=load_target("npu-sim").options if weight == "target" else None,
+    )
+    try:
+        return proposer(parent, random.Random(seed), 6), proposer
+    finally:
+        proposer.close()
+
+
+@pytest.mark.parametrize("weight", ["macs", "target"])
+def test_mutants_are_valid_networks_with_the_parents_interface(small_db_path, parent, weight):
+    mutants, proposer = _propose(small_db_path, parent, weight)
+    assert mutants, f"no mutant proposed; rejections: {proposer.rejections}"
+    assert proposer.accepted == len(mutants)
+    io = io_signature(onnx.load_from_string(parent.model_bytes))
+    for m in mutants:
+        model = onnx.load_from_string(m.model_bytes)
+        onnx.checker.check_model(model)
+        assert io_signature(model) == io
+        assert m.cid == candidate_id(m.model_bytes) != parent.cid
+        assert m.parent == parent.cid and len(m.changes) == 1
+        change = m.changes[0]
+        assert change["cost_target"] in (1.0, 0.5) and change["certificate"]
+        assert set(change["nodes"]) <= {n.name for n in onnx.load_from_string(parent.model_bytes).graph.node}
+
+
+def test_proposals_are_seeded(small_db_path, parent):
+    first, _ = _propose(small_db_path, parent, "target", seed=5)
+    again, _ = _propose(small_db_path, parent, "target", seed=5)
+    assert [m.cid for m in first] == [m.cid for m in again]
+
+
+def test_big_mutants_are_handed_over_as_files(small_db_path, parent, tmp_path):
+    proposer = GraphProposer(str(small_db_path), align=16, jobs=1, spill=(str(tmp_path), 0))
+    try:
+        mutants = proposer(parent, random.Random(3), 4)
+        assert mutants and all(m.spill_path is not None and m.spill_path.parent == tmp_path for m in mutants)
+        for m in mutants:
+            assert m.cid == candidate_id(m.model_bytes)
+        child = mutants[0]
+        grandchildren = proposer(child, random.Random(4), 2)  # a spilled parent is read from its file
+        assert grandchildren and all(g.parent == child.cid for g in grandchildren)
+    finally:
+        proposer.close()

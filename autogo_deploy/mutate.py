@@ -62,13 +62,17 @@ class Mutant:
     changes: dict
     timings_ms: dict[str, float]
     io: dict  # the original's {"inputs"/"outputs": [(name, elem_type, shape)]}, checked by verify()
+    data: bytes | None = field(default=None, repr=False)  # the verified model, serialized (by verify)
 
     def verify(self, *, seed: int = 0) -> None:
         """Raise ResolveRejected unless the model is valid ONNX, runs in onnxruntime on random
-        input and keeps the original's input/output names, shapes and dtypes."""
-        reason = verify_model(self.model, self.io, seed=seed)
+        input and keeps the original's input/output names, shapes and dtypes. Keeps the bytes it
+        checked in `data`, so a caller does not serialize a big model a second time."""
+        data = self.model.SerializeToString()
+        reason = verify_model(self.model, self.io, seed=seed, data=data)
         if reason:
             raise ResolveRejected(reason)
+        self.data = data
 
     def graph(self):
         from autogo_deploy.graph import load
@@ -373,9 +377,11 @@ def io_signature(model: onnx.ModelProto) -> dict:
     }
 
 
-def verify_model(model: onnx.ModelProto, io: dict, *, seed: int = 0) -> str | None:
-    """None when valid, else the first problem found (one line)."""
-    data = model.SerializeToString()  # once: the checker and onnxruntime both take bytes
+def verify_model(model: onnx.ModelProto, io: dict, *, seed: int = 0, data: bytes | None = None) -> str | None:
+    """None when valid, else the first problem found (one line). `data`: the model already
+    serialized, when the caller has it."""
+    if data is None:
+        data = model.SerializeToString()  # once: the checker and onnxruntime both take bytes
     try:
         onnx.checker.check_model(data, full_check=True)
     except Exception as exc:

@@ -92,6 +92,7 @@ def _mutate_task(args: tuple) -> list[dict]:
     db = _WORKER["db"]
     rng = random.Random(seed)
     g = load(parent_bytes, cleanup=False)
+    del parent_bytes  # read from a spill file: only the loaded graph is needed from here on
     occurrences = [o for o in segment_model(g, db) if 1 <= len(o.node_names) <= max_nodes]
     # prefer heavy segments: that is where the cost is (segment_weights.py)
     weights = segment_weights.weights(
@@ -129,7 +130,7 @@ def _mutate_task(args: tuple) -> list[dict]:
         if not isinstance(m, mutate.Mutant):
             rejections[m.stage] = rejections.get(m.stage, 0) + 1
             continue
-        data = m.model.SerializeToString()
+        data = m.data or m.model.SerializeToString()  # the bytes mutate.apply verified
         stats = graph_stats(m.model)  # verified by mutate.apply: no second load
         cid = candidate_id(data)
         if spill is not None and len(data) >= spill[1]:

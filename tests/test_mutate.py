@@ -42,6 +42,7 @@ def test_replace_a_basic_block_of_resnet18(tiny_model):
     m = apply(g, occ, res_block(), seed=1, align=16)
     assert isinstance(m, Mutant), m
     assert verify_model(m.model, io_signature(g.model)) is None  # independent re-check
+    assert m.data == m.model.SerializeToString()  # the verified bytes, kept for the caller
     assert m.certificate.status == "optimal"
     ch = m.changes
     # S' has the shape of ResNet's own basic block: where the MILP picks the same widths, the

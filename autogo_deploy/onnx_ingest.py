@@ -286,6 +286,9 @@ def validate(model: onnx.ModelProto) -> None:
         raise ModelError(f"invalid ONNX graph: {_first_line(exc)}") from None
 
 
+COLLECT_AFTER_SLIM_BYTES = 16 * 2**20  # models at least this big are collected after onnxslim
+
+
 def cleanup(model: onnx.ModelProto, fold_bn: bool) -> onnx.ModelProto:
     """onnxslim: constant folding, dead-node and common-subexpression elimination, safe fusions."""
     import gc
@@ -302,8 +305,10 @@ def cleanup(model: onnx.ModelProto, fold_bn: bool) -> onnx.ModelProto:
     finally:
         # onnxslim's graph (onnx-graphsurgeon) is full of reference cycles (node <-> tensor lists)
         # and holds every weight as a numpy array: without a collection here it lives until the
-        # cyclic GC happens to run, ~1.1 GB per VGG-16 load (benchmarks: a search grew to 22 GB)
-        gc.collect()
+        # cyclic GC happens to run, ~1.1 GB per VGG-16 load (a VGG-16 search grew to 22 GB). A full
+        # collection costs ~0.1 s with torch loaded, so small models leave it to the GC.
+        if model.ByteSize() >= COLLECT_AFTER_SLIM_BYTES:
+            gc.collect()
     if slimmed is None:
         raise ModelError("cleanup (onnxslim) returned no model")
     return slimmed

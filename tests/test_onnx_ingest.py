@@ -11,9 +11,13 @@ def _graphsurgeon_objects() -> int:
     return sum("onnx_graphsurgeon" in str(type(o).__module__) for o in gc.get_objects())
 
 
-def test_cleanup_leaves_no_onnxslim_garbage_for_the_cyclic_gc(tiny_model):
+def test_cleanup_leaves_no_onnxslim_garbage_for_the_cyclic_gc(tiny_model, monkeypatch):
     """onnxslim's graph is cyclic and holds every weight: cleanup must collect it itself rather than
-    leave it until the cyclic GC happens to run (a VGG-16 search grew by 1.1 GB per load that way)."""
+    leave it until the cyclic GC happens to run (a VGG-16 search grew by 1.1 GB per load that way).
+    Only models of at least COLLECT_AFTER_SLIM_BYTES are collected: the threshold is lowered here."""
+    from autogo_deploy import onnx_ingest
+
+    monkeypatch.setattr(onnx_ingest, "COLLECT_AFTER_SLIM_BYTES", 0)
     gc.collect()
     gc.disable()  # as if the cyclic GC had not happened to run yet
     try:

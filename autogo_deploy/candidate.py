@@ -97,7 +97,7 @@ def _get_bytes(self: Candidate) -> bytes:
 def _set_bytes(self: Candidate, value: bytes) -> None:
     """Assigning b"" releases the model: memory and spill file."""
     self._memory = value
-    if not value and getattr(self, "spill_path", None) is not None:
+    if not value and self.spill_path is not None:
         self.spill_path.unlink(missing_ok=True)
         self.spill_path = None
 

@@ -47,21 +47,11 @@ def npu_node_latency_ns(graph, constants) -> dict[str, float]:
         if not group.nodes:
             continue
         ns = cost_group(group, constants)["latency_ms"] * 1e6
-        shares = [1.0 + _node_size(graph, n) for n in group.nodes]
+        shares = [1.0 + graph.node(n).macs + graph.node(n).params for n in group.nodes]
         total = sum(shares)
         for name, share in zip(group.nodes, shares, strict=True):
             out[name] = out.get(name, 0.0) + ns * share / total
     return out
-
-
-def _node_size(graph, name: str) -> float:
-    from autogo_deploy.errors import InputError
-
-    try:
-        node = graph.node(name)
-    except InputError:  # not a node of the graph: no size of its own
-        return 0.0
-    return float(node.macs + node.params)
 
 
 def weights(graph, occurrences, *, mode: str, macs_per_param: float = 0.0, constants=None) -> list[float]:

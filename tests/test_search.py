@@ -34,23 +34,25 @@ def scorer(cands):
     ]
 
 
-def make(budgets=("acc_drop=0",), seed=0, generations=5, **kw):
+def make(budgets=("acc_drop=0",), seed=0, generations=5, *, extra=None, propose=proposer, cfg=None, **kw):
+    """A search over the synthetic world; `extra`: fields added to every measurement, `propose`: the
+    proposer, `cfg`: more SearchConfig fields. Returns the search and the measured values in order."""
     measured = []
 
     def measurer(c):
         measured.append(_value(c))
-        return {"latency_ms": float(_value(c)), "energy_mj": None, "power_w": None}
+        return {"latency_ms": float(_value(c)), "energy_mj": None, "power_w": None, **(extra or {})}
 
     base = _cand(100)
     base.predicted = scorer([base])[0]
     base.acc_delta = 0.0
     s = Search(
         base,
-        proposer=proposer,
+        proposer=propose,
         scorer=scorer,
         measurer=measurer,
         budgets=parse_budgets(list(budgets)),
-        config=SearchConfig(generations=generations, population=8, measure_top=2, seed=seed),
+        config=SearchConfig(generations=generations, population=8, measure_top=2, seed=seed, **(cfg or {})),
         **kw,
     )
     return s, measured
@@ -147,7 +149,7 @@ def test_measured_candidates_off_the_front_release_their_bytes(tmp_path):
     s, measured = make(generations=10, checkpoint=tmp_path / "ck")
     r = s.run()
     front = {c.cid for c in s.front()} | {s.baseline.cid}
-    held = [c for c in s.pool.values() if c.measured and c.model_bytes and c.cid not in front]
+    held = [c for c in s.pool.values() if c.measured and c.has_model and c.cid not in front]
     assert len(measured) > Search.KEEP_MEASURED + len(front)  # enough measured to release some
     assert len(held) <= Search.KEEP_MEASURED
     assert r.best is not None and r.best.model_bytes  # the emitted model keeps its bytes
@@ -161,31 +163,18 @@ def test_measured_candidates_off_the_front_release_their_bytes(tmp_path):
 def make_exact(deterministic: bool, seed=0, generations=3, **cfg):
     """Like make(), but the measurer answers like a simulated target when `deterministic`; the
     proposer records how many children each parent was asked for."""
-    measured, asked = [], []
-
-    def measurer(c):
-        measured.append(c.cid)
-        return {
-            "latency_ms": float(_value(c)),
-            "energy_mj": None,
-            "power_w": None,
-            "deterministic": deterministic,
-        }
+    asked = []
 
     def counting_proposer(parent, rng, n):
         asked.append((parent.cid, n))
         return proposer(parent, rng, n)
 
-    base = _cand(100)
-    base.predicted = scorer([base])[0]
-    base.acc_delta = 0.0
-    s = Search(
-        base,
-        proposer=counting_proposer,
-        scorer=scorer,
-        measurer=measurer,
-        budgets=parse_budgets(["acc_drop=0"]),
-        config=SearchConfig(generations=generations, population=8, measure_top=2, seed=seed, **cfg),
+    s, measured = make(
+        seed=seed,
+        generations=generations,
+        extra={"deterministic": deterministic},
+        propose=counting_proposer,
+        cfg=cfg,
     )
     return s, measured, asked
 

@@ -31,6 +31,10 @@ class Candidate:
     evaluator: float | None = None
     acc_delta: float | None = None
     spill_path: Path | None = field(default=None, repr=False)
+    # the bytes are this tool's own checked output (the cleaned input, a verified mutant), so they
+    # are parsed without validating again (graph.from_verified); never set for bytes read from a
+    # user's file (a checkpoint folder included)
+    verified: bool = field(default=False, repr=False)
 
     def cost(self, key: str, scale: float = 1.0) -> float | None:
         """Measured value when there is one, else the (rescaled) prediction."""
@@ -56,11 +60,12 @@ class Candidate:
         }
 
     def to_json(self) -> dict:
-        """Every field but the model (whose bytes may sit in a 500 MB file) and where it is kept."""
+        """Every field but the model (whose bytes may sit in a 500 MB file), where it is kept and the
+        `verified` mark (a checkpoint read back is a user's file: its models are validated again)."""
         return {
             f.name: copy.deepcopy(getattr(self, f.name))
             for f in fields(self)
-            if f.name not in ("model_bytes", "spill_path")
+            if f.name not in ("model_bytes", "spill_path", "verified")
         }
 
     # ---- where the bytes live ---------------------------------------------------------------

@@ -83,15 +83,15 @@ def _init_worker(
 
 
 def _mutate_task(args: tuple) -> list[dict]:
-    parent, seed, tries, max_nodes, cost_targets, spill = args
+    parent, verified, seed, tries, max_nodes, cost_targets, spill = args
     parent_bytes = Path(parent).read_bytes() if isinstance(parent, str) else parent
     from autogo_deploy import mutate, segment_weights
-    from autogo_deploy.graph import load
+    from autogo_deploy.graph import from_verified, load
     from autogo_deploy.segments.segment import segment_model
 
     db = _WORKER["db"]
     rng = random.Random(seed)
-    g = load(parent_bytes, cleanup=False)
+    g = from_verified(parent_bytes) if verified else load(parent_bytes, cleanup=False)
     del parent_bytes  # read from a spill file: only the loaded graph is needed from here on
     occurrences = [o for o in segment_model(g, db) if 1 <= len(o.node_names) <= max_nodes]
     # prefer heavy segments: that is where the cost is (segment_weights.py)
@@ -201,7 +201,15 @@ class GraphProposer:
         per_task = max(1, -(-n // self.jobs))
         source = str(parent.spill_path) if parent.spill_path else parent.model_bytes
         tasks = [
-            (source, rng.randrange(2**31), per_task, self.max_nodes, self.cost_targets, self.spill)
+            (
+                source,
+                parent.verified,
+                rng.randrange(2**31),
+                per_task,
+                self.max_nodes,
+                self.cost_targets,
+                self.spill,
+            )
             for _ in range(self.jobs)
         ]
         results = (
@@ -224,6 +232,7 @@ class GraphProposer:
                     "macs": item["macs"],
                     "params": item["params"],
                     "peak_mem_mb": item["peak_mem_mb"],
+                    "verified": True,  # mutate.apply verified it (Mutant.verify)
                 }
                 if isinstance(data, str):  # spilled by the worker
                     out.append(Candidate.from_spill(Path(data), **fields))

@@ -33,10 +33,12 @@ def test_releasing_a_spilled_candidate_removes_its_file(tmp_path):
 def test_from_spill_and_json_never_carry_the_bytes(tmp_path):
     path = tmp_path / "m.onnx"
     path.write_bytes(b"model")
-    c = Candidate.from_spill(path, cid="abc", parent=None, generation=1, macs=5)
+    c = Candidate.from_spill(path, cid="abc", parent=None, generation=1, macs=5, verified=True)
     assert c.has_model and c.model_bytes == b"model"
     doc = c.to_json()
     assert "model_bytes" not in doc and "spill_path" not in doc
+    assert "verified" not in doc  # a checkpoint read back is a user's file: validated again
     assert doc["cid"] == "abc" and doc["macs"] == 5
     json.dumps(doc)  # plain JSON
-    assert Candidate(model_bytes=b"model", **doc).model_bytes == b"model"  # a checkpoint round trip
+    back = Candidate(model_bytes=b"model", **doc)  # a checkpoint round trip
+    assert back.model_bytes == b"model" and not back.verified

@@ -107,3 +107,15 @@ def test_old_opset_is_converted():
     m.opset_import[0].version = 11
     g = graph.load(m, cleanup=False)
     assert any("converted from opset 11" in n for n in g.notes)
+
+
+def test_from_verified_parses_a_checked_model_and_loads_anything_else(tiny_model):
+    checked = graph.load(tiny_model.SerializeToString())
+    fast = graph.from_verified(checked.to_bytes())
+    assert [n.name for n in fast.nodes] == [n.name for n in checked.nodes]
+    assert fast.totals() == checked.totals()
+    bare = onnx.ModelProto()
+    bare.CopyFrom(checked.model)
+    del bare.graph.value_info[:]  # shapes missing: not a model this tool checked, so load() validates it
+    again = graph.from_verified(bare.SerializeToString())
+    assert len(again.model.graph.value_info) > 0 and again.totals() == checked.totals()

@@ -72,3 +72,40 @@ def test_big_mutants_are_handed_over_as_files(small_db_path, parent, tmp_path):
         assert grandchildren and all(g.parent == child.cid for g in grandchildren)
     finally:
         proposer.close()
+
+
+def _same_graph(a, b) -> None:
+    assert [n.name for n in a.nodes] == [n.name for n in b.nodes]
+    assert [(n.op_type, n.out_shapes, n.macs) for n in a.nodes] == [
+        (n.op_type, n.out_shapes, n.macs) for n in b.nodes
+    ]
+    assert a.totals() == b.totals()
+
+
+def test_mutants_are_marked_verified_and_parse_as_load_would(small_db_path, parent):
+    from autogo_deploy.graph import from_verified
+
+    mutants, _ = _propose(small_db_path, parent, "macs")
+    assert mutants and all(m.verified for m in mutants)
+    for m in mutants:  # the fast path sees exactly the graph the validating load builds
+        _same_graph(from_verified(m.model_bytes), load(m.model_bytes, cleanup=False))
+
+
+def test_a_verified_parent_gives_the_same_mutants(small_db_path, parent):
+    """The parent's graph parsed without validation (verified) or loaded in full: same proposals."""
+    checked = Candidate(parent.cid, parent.model_bytes, None, 0, verified=True)
+    unchecked = Candidate(parent.cid, parent.model_bytes, None, 0, verified=False)
+    a, _ = _propose(small_db_path, checked, "macs", seed=7)
+    b, _ = _propose(small_db_path, unchecked, "macs", seed=7)
+    assert a and [m.cid for m in a] == [m.cid for m in b]
+
+
+def test_predictions_of_verified_candidates_match_the_loaded_path(small_db_path, parent):
+    from autogo_deploy.predictor import Predictor
+
+    mutants, _ = _propose(small_db_path, parent, "macs")
+    twins = [Candidate(m.cid, m.model_bytes, None, 0, verified=False) for m in mutants]
+    predictor = Predictor.load_default()
+    fast = predictor.predict(mutants, ids=[m.cid for m in mutants])
+    slow = predictor.predict(twins, ids=[m.cid for m in twins])
+    assert [(p.id, p.acc) for p in fast] == [(p.id, p.acc) for p in slow]

@@ -255,10 +255,10 @@ class Predictor:
 
 
 def _as_graph(item):
-    from autogo_deploy.graph import Graph, load
+    from autogo_deploy.graph import Graph, from_verified, load
 
     if isinstance(item, Graph):
         return item
-    if hasattr(item, "model_bytes"):
-        item = item.model_bytes
+    if hasattr(item, "model_bytes"):  # a search Candidate: its own checked model is not validated again
+        return from_verified(item.model_bytes) if item.verified else load(item.model_bytes, cleanup=False)
     return load(item, cleanup=False)

@@ -206,6 +206,7 @@ def optimize(
     measure_top_exact: int | None = None,
     parent_share: str = "auto",
     segment_weight: str = "macs",
+    escape_after: int | None = None,
     spill_mb: float = 256.0,
     time_limit_s: float | None = None,
     seed: int = 0,
@@ -246,6 +247,8 @@ def optimize(
         raise InputError(f"unknown strategy {strategy!r}; valid: pareto, random")
     if parent_share not in ("auto", "even", "rank"):
         raise InputError(f"unknown parent share {parent_share!r}; valid: auto, even, rank")
+    if escape_after is not None and escape_after < 1:
+        raise InputError(f"--escape-after takes a number of generations >= 1, got {escape_after}")
     from autogo_deploy.segment_weights import resolve_mode
 
     weigh_by = resolve_mode(segment_weight, tgt.backend)
@@ -311,6 +314,7 @@ def optimize(
         measure_top=measure_top,
         measure_top_exact=measure_top_exact,
         parent_share=parent_share,
+        escape_after=escape_after,
         time_limit_s=time_limit_s,
         seed=seed,
         strategy=strategy,

@@ -47,6 +47,10 @@ class SearchConfig:
     # "even" clearly, docs/optimize.md), else "even" (timed targets: unchanged, not studied there).
     parent_share: str = "auto"
     front_size: int = 6
+    # After this many generations without a better measured objective, each child takes two changes
+    # at once (a mutant of a mutant; the intermediate is not scored) until the best improves: a step
+    # out of a local optimum that no single segment replacement leaves. None: never.
+    escape_after: int | None = None
     time_limit_s: float | None = None
     seed: int = 0
     strategy: str = "pareto"  # or "random": same proposer and budget, random choice of what to measure
@@ -96,6 +100,8 @@ class Search:
         self.pool: dict[str, Candidate] = {baseline.cid: baseline}
         self.history: list[dict] = []
         self.start_generation = 0
+        self._stalled = 0  # generations since the best measured objective last improved
+        self._best_measured = math.inf
 
     # ---- bookkeeping --------------------------------------------------------------------------
     def scale(self) -> float:
@@ -193,6 +199,32 @@ class Search:
             return "rank" if self.exact() else "even"
         return self.cfg.parent_share
 
+    def _compound(self) -> bool:
+        """Whether this generation's children take two changes (the best has stalled long enough)."""
+        after = self.cfg.escape_after
+        return self.cfg.strategy != "random" and after is not None and self._stalled >= after
+
+    def _grandchildren(
+        self, parent: Candidate, children: list[Candidate], rng: random.Random
+    ) -> list[Candidate]:
+        """One mutant of each child, standing in for it as a two-change child of `parent`."""
+        out = []
+        for child in children:
+            for g in self.propose(child, rng, 1):
+                g.parent = parent.cid  # the intermediate is never admitted; its change stays listed
+                out.append(g)
+            if child.cid not in self.pool:
+                child.model_bytes = b""  # the intermediate's bytes (and spill file) are not kept
+        return out
+
+    def _track_stall(self) -> None:
+        costs = [c.cost(self.key) for c in self.pool.values() if c.measured and c.cost(self.key) is not None]
+        best = min(costs, default=math.inf)
+        if best < self._best_measured:
+            self._best_measured, self._stalled = best, 0
+        else:
+            self._stalled += 1
+
     def _measure(self, c: Candidate) -> None:
         if c.measured is None:
             c.measured = self.measure(c)
@@ -218,9 +250,11 @@ class Search:
                     share = "even"
                 proposals: list[Candidate] = []
                 shares = children_per_parent(len(parents), self.cfg.population, share)
+                compound = self._compound()
                 for parent, n in zip(parents, shares, strict=True):
                     if n:
-                        proposals += self.propose(parent, rng, n)
+                        children = self.propose(parent, rng, n)
+                        proposals += self._grandchildren(parent, children, rng) if compound else children
                 for c in proposals:
                     c.generation = gen + 1
                 fresh = self._admit(proposals)
@@ -241,6 +275,7 @@ class Search:
                 for c in ok[: self.measure_count()]:
                     self._measure(c)
                 self._release_memory()
+                self._track_stall()
                 self._record(gen + 1, len(proposals), len(fresh), len(ok), time.perf_counter() - g0, t0)
                 if self.cfg.time_limit_s and time.perf_counter() - t0 > self.cfg.time_limit_s:
                     stopped = "time limit"
@@ -309,6 +344,7 @@ class Search:
             "best_measured": bool(best.measured),
             "candidates_per_s": fresh / gen_s if gen_s > 0 else 0.0,
             "elapsed_s": time.perf_counter() - t0,
+            "stalled": self._stalled,  # generations without a better measured objective
         }
         self.history.append(entry)
         if self.checkpoint:
@@ -357,6 +393,11 @@ class Search:
                 self.pool[c.cid] = c
             self.history = list(state.get("history", []))
             self.start_generation = int(state["generation"])
+            self._stalled = int(self.history[-1].get("stalled", 0)) if self.history else 0
+            measured = [
+                c.cost(self.key) for c in self.pool.values() if c.measured and c.cost(self.key) is not None
+            ]
+            self._best_measured = min(measured, default=math.inf)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"checkpoint {folder} is unreadable: {exc}") from None
         if state["baseline"] != self.baseline.cid:

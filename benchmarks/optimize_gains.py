@@ -110,6 +110,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         measure_top_exact=args.measure_top_exact,
         parent_share=args.parent_share,
         segment_weight=args.segment_weight,
+        escape_after=args.escape_after,
         time_limit_s=args.time_limit,
         seed=args.seed,
         strategy="random" if mode == "random" else "pareto",
@@ -141,6 +142,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "measure_top_exact": args.measure_top_exact,
         "parent_share": args.parent_share,
         "segment_weight": res.proposer_stats.get("segment_weight"),
+        "escape_after": args.escape_after,
         "jobs": args.jobs,
         "seed": args.seed,
         "time_limit_s": args.time_limit,
@@ -283,6 +285,7 @@ def main() -> None:
     ap.add_argument("--objective", default=None, help="override the autogo/random objective (latency|energy)")
     ap.add_argument("--parent-share", default="auto", choices=("auto", "even", "rank"))
     ap.add_argument("--segment-weight", default="macs", choices=("macs", "target"))
+    ap.add_argument("--escape-after", type=int, default=None, help="SearchConfig.escape_after")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds per search (stops early)")
     ap.add_argument("--jobs", type=int, default=None, help="proposer worker processes (default: all cores)")
     ap.add_argument(

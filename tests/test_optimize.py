@@ -98,3 +98,5 @@ def test_optimize_rejects_bad_arguments(tmp_path):
         api.optimize("zoo:nb201", "ort-cpu", segment_weight="flops")
     with pytest.raises(InputError, match="spill-mb must be > 0"):
         api.optimize("zoo:nb201", "ort-cpu", spill_mb=0)
+    with pytest.raises(InputError, match="escape-after takes a number of generations"):
+        api.optimize("zoo:nb201", "ort-cpu", escape_after=0)

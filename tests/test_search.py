@@ -275,3 +275,38 @@ def test_spilled_candidates_are_searched_and_their_files_released(tmp_path):
     kept = {c.spill_path for c in s.pool.values() if c.spill_path is not None}
     assert set(tmp_path.glob("*.onnx")) == kept  # every released candidate's file is gone
     assert len(kept) <= s.cfg.front_size + s.KEEP_MEASURED
+
+
+def _intermediate_calls(escape_after, generations=30):
+    """Generations (0-based) in which the proposer was handed an intermediate mutant (a child that was
+    never admitted: generation 0 and not the input) as the parent, and the finished search."""
+    calls = []
+    holder = {}
+
+    def propose(parent, rng, n):
+        s = holder["s"]
+        if parent.generation == 0 and parent.cid != s.baseline.cid:
+            calls.append(len(s.history))
+        return proposer(parent, rng, n)
+
+    s, _ = make(generations=generations, propose=propose, cfg={"escape_after": escape_after})
+    holder["s"] = s
+    result = s.run()
+    return set(calls), result
+
+
+def test_a_stalled_search_gives_children_two_changes():
+    compound, r = _intermediate_calls(3)
+    stalled_before = {g for g in range(1, len(r.history)) if r.history[g - 1]["stalled"] >= 3}
+    assert stalled_before, "the synthetic world stalls at its accuracy floor"
+    assert compound == stalled_before  # exactly the generations that follow 3 without a better best
+    # the count grows by one per generation without a better measured objective, or starts again at 0
+    assert all(b["stalled"] in (0, a["stalled"] + 1) for a, b in zip(r.history, r.history[1:], strict=False))
+    assert any(h["stalled"] == 0 for h in r.history[1:])
+    again_compound, again = _intermediate_calls(3)
+    assert again_compound == compound and again.best.cid == r.best.cid  # still seeded
+
+
+def test_no_two_change_children_unless_asked():
+    compound, r = _intermediate_calls(None)
+    assert not compound and any(h["stalled"] >= 3 for h in r.history)

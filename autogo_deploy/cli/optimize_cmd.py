@@ -46,6 +46,12 @@ def optimize(
             help="how source segments are drawn: macs (MACs + weight traffic) | target (npu-sim's modeled latency)"
         ),
     ] = "macs",
+    escape_after: Annotated[
+        int | None,
+        typer.Option(
+            help="after N generations without a better measured result, children take two changes at once"
+        ),
+    ] = None,
     spill_mb: Annotated[
         float,
         typer.Option(help="mutants of at least this many MB wait in temporary files, not in memory"),
@@ -120,6 +126,7 @@ def optimize(
             measure_top_exact=measure_top_exact,
             parent_share=parent_share,
             segment_weight=segment_weight,
+            escape_after=escape_after,
             spill_mb=spill_mb,
             time_limit_s=time_limit,
             seed=seed,

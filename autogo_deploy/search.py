@@ -47,9 +47,9 @@ class SearchConfig:
     # "even" clearly, docs/optimize.md), else "even" (timed targets: unchanged, not studied there).
     parent_share: str = "auto"
     front_size: int = 6
-    # After this many generations without a better measured objective, each child takes two changes
-    # at once (a mutant of a mutant; the intermediate is not scored) until the best improves: a step
-    # out of a local optimum that no single segment replacement leaves. None: never.
+    # After this many generations without a better measured objective, half the children take two
+    # changes at once (a mutant of a mutant; the intermediate is not scored) until the best improves:
+    # a step out of a local optimum that no single segment replacement leaves. None: never.
     escape_after: int | None = None
     time_limit_s: float | None = None
     seed: int = 0
@@ -207,9 +207,13 @@ class Search:
     def _grandchildren(
         self, parent: Candidate, children: list[Candidate], rng: random.Random
     ) -> list[Candidate]:
-        """One mutant of each child, standing in for it as a two-change child of `parent`."""
+        """Half of the children (drawn at random) replaced by one mutant of theirs, a two-change child
+        of `parent`; the other half stays, so single changes are still tried while the best stalls."""
         out = []
         for child in children:
+            if rng.random() < 0.5:
+                out.append(child)
+                continue
             for g in self.propose(child, rng, 1):
                 g.parent = parent.cid  # the intermediate is never admitted; its change stays listed
                 out.append(g)

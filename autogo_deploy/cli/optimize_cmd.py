@@ -49,7 +49,7 @@ def optimize(
     escape_after: Annotated[
         int | None,
         typer.Option(
-            help="after N generations without a better measured result, children take two changes at once"
+            help="after N generations without a better measured result, half the children take two changes at once"
         ),
     ] = None,
     spill_mb: Annotated[

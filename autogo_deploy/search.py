@@ -10,13 +10,11 @@ median measured/predicted ratio seen so far. Nothing is emitted unless measured 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autogo_deploy.candidate import Candidate
@@ -356,56 +354,21 @@ class Search:
         if self.on_generation:
             self.on_generation(entry)
 
-    # ---- checkpoint / resume (JSON + ONNX files, no pickle) ------------------------------------
+    # ---- checkpoint / resume (JSON + ONNX files, no pickle; search_checkpoint.py) --------------
     def save_checkpoint(self, generation: int) -> None:
-        folder = self.checkpoint
-        folder.mkdir(parents=True, exist_ok=True)
-        keep = {c.cid for c in self.front()} | {self.baseline.cid}
-        keep |= {c.cid for c in self.pool.values() if c.measured}
-        for cid in keep:
-            path = folder / f"{cid}.onnx"
-            if not path.exists():
-                path.write_bytes(self.pool[cid].model_bytes)
-        state = {
-            "version": 1,
-            "generation": generation,
-            "config": asdict(self.cfg),
-            "baseline": self.baseline.cid,
-            "history": self.history,
-            "candidates": [self.pool[cid].to_json() for cid in sorted(keep)],
-        }
-        tmp = folder / "state.json.tmp"
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, folder / "state.json")
+        from autogo_deploy import search_checkpoint
+
+        search_checkpoint.write(self, generation)
 
     def load_checkpoint(self, folder: Path) -> None:
-        from autogo_deploy.errors import InputError
+        from autogo_deploy import search_checkpoint
 
-        path = folder / "state.json"
-        if not path.is_file():
-            raise InputError(f"no checkpoint in {folder} (state.json missing)")
-        try:
-            state = json.loads(path.read_text())
-            if state.get("version") != 1:
-                raise ValueError("unknown checkpoint version")
-            for doc in state["candidates"]:
-                data = (folder / f"{doc['cid']}.onnx").read_bytes()
-                c = Candidate(model_bytes=data, **doc)
-                if c.cid == self.baseline.cid:
-                    self.baseline.measured = c.measured or self.baseline.measured
-                    continue
-                self.pool[c.cid] = c
-            self.history = list(state.get("history", []))
-            self.start_generation = int(state["generation"])
-            self._stalled = int(self.history[-1].get("stalled", 0)) if self.history else 0
-            measured = [
-                c.cost(self.key) for c in self.pool.values() if c.measured and c.cost(self.key) is not None
-            ]
-            self._best_measured = min(measured, default=math.inf)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"checkpoint {folder} is unreadable: {exc}") from None
-        if state["baseline"] != self.baseline.cid:
-            raise InputError(f"checkpoint {folder} belongs to another input model")
+        search_checkpoint.read(self, folder)
+        measured = [
+            c.cost(self.key) for c in self.pool.values() if c.measured and c.cost(self.key) is not None
+        ]
+        self._best_measured = min(measured, default=math.inf)
+        self._stalled = int(self.history[-1].get("stalled", 0)) if self.history else 0
 
 
 def children_per_parent(n_parents: int, population: int, share: str = "even") -> list[int]:

@@ -1,0 +1,45 @@
+"""A search's checkpoint folder: written every generation, read back, and refused when it is not one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_search import _cand, make
+
+from autogo_deploy.errors import InputError
+
+
+def test_checkpoint_keeps_state_and_the_stall_count(tmp_path):
+    s, _ = make(generations=12, checkpoint=tmp_path / "ck", cfg={"escape_after": 3})
+    s.run()
+    state = json.loads((tmp_path / "ck" / "state.json").read_text())
+    assert state["generation"] == 12 and len(state["history"]) == 12
+    for doc in state["candidates"]:
+        assert "verified" not in doc and (tmp_path / "ck" / f"{doc['cid']}.onnx").is_file()
+    again, _ = make(generations=14, checkpoint=tmp_path / "ck", cfg={"escape_after": 3})
+    again.load_checkpoint(tmp_path / "ck")
+    assert again.start_generation == 12
+    assert again._stalled == state["history"][-1]["stalled"]
+    assert all(not c.verified for c in again.pool.values() if c is not again.baseline)
+
+
+def test_what_is_not_a_checkpoint_is_refused(tmp_path):
+    s, _ = make()
+    with pytest.raises(InputError, match="state.json missing"):
+        s.load_checkpoint(tmp_path)
+    (tmp_path / "state.json").write_text("{not json")
+    with pytest.raises(InputError, match="is unreadable"):
+        s.load_checkpoint(tmp_path)
+    (tmp_path / "state.json").write_text(
+        json.dumps({"version": 1, "baseline": _cand(7).cid, "candidates": []})
+    )
+    with pytest.raises(InputError, match="belongs to another input model"):
+        s.load_checkpoint(tmp_path)
+    (tmp_path / "state.json").write_text(
+        json.dumps(
+            {"version": 1, "baseline": s.baseline.cid, "generation": 1, "candidates": [{"cid": "gone"}]}
+        )
+    )
+    with pytest.raises(InputError, match="is unreadable"):  # a model file missing
+        s.load_checkpoint(tmp_path)

@@ -24,14 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from autogo_deploy import errors
-from autogo_deploy.budgets import (
-    DRIFT_KEYS,
-    METRICS,
-    Budget,
-    collect_budgets,
-    load_baseline,
-    resolve_relative,
-)
+from autogo_deploy.budget_baseline import load_baseline, resolve_relative
+from autogo_deploy.budgets import DRIFT_KEYS, METRICS, Budget, collect_budgets
 from autogo_deploy.errors import BackendUnavailable, InputError
 from autogo_deploy.gate import (
     FAIL,

@@ -6,17 +6,8 @@ import json
 
 import pytest
 
-from autogo_deploy.budgets import (
-    METRICS,
-    Budget,
-    baseline_metrics,
-    collect_budgets,
-    find_config,
-    load_baseline,
-    parse_flag,
-    parse_value,
-    resolve_relative,
-)
+from autogo_deploy.budget_baseline import baseline_metrics, load_baseline, resolve_relative
+from autogo_deploy.budgets import METRICS, Budget, collect_budgets, find_config, parse_flag, parse_value
 from autogo_deploy.errors import InputError
 
 

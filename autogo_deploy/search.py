@@ -197,6 +197,20 @@ class Search:
             return "rank" if self.exact() else "even"
         return self.cfg.parent_share
 
+    def _measure_front_entrants(self) -> None:
+        """On an exact target, no front member stays a prediction: after a rescaling moved an unmeasured
+        mutant onto the front (or to its head, where the rank share gives it most of the children), it
+        is measured now (~1 s on npu-sim), until the front holds measured figures only (at most
+        front_size measurements). Timed targets keep measure_top per generation: a measurement costs
+        seconds there, and the final front is measured anyway."""
+        if not self.exact():
+            return
+        for _ in range(self.cfg.front_size):
+            pending = [c for c in self.front() if c.measured is None]
+            if not pending:
+                return
+            self._measure(pending[0])
+
     def _compound(self) -> bool:
         """Whether this generation's children take two changes (the best has stalled long enough)."""
         after = self.cfg.escape_after
@@ -276,6 +290,7 @@ class Search:
                     ok = ok[:k] + rest
                 for c in ok[: self.measure_count()]:
                     self._measure(c)
+                self._measure_front_entrants()
                 self._release_memory()
                 self._track_stall()
                 self._record(gen + 1, len(proposals), len(fresh), len(ok), time.perf_counter() - g0, t0)

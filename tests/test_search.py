@@ -310,3 +310,37 @@ def test_a_stalled_search_gives_children_two_changes():
 def test_no_two_change_children_unless_asked():
     compound, r = _intermediate_calls(None)
     assert not compound and any(h["stalled"] >= 3 for h in r.history)
+
+
+def test_exact_target_front_holds_measured_figures_only():
+    """A world where cheaper means more params, so the front holds several members: after every
+    generation on an exact target each of them is measured; on a timed one some stay predictions."""
+
+    def run(deterministic):
+        def cand(v):
+            data = str(v).encode()
+            return Candidate(candidate_id(data), data, None, 0, macs=v * 10, params=1000 - v)
+
+        def prop(parent, rng, n):
+            return [cand(max(1, _value(parent) - rng.randint(-3, 12))) for _ in range(n)]
+
+        unmeasured: list[int] = []
+        base = cand(100)
+        base.predicted, base.acc_delta = scorer([base])[0], 0.0
+        s = Search(
+            base,
+            proposer=prop,
+            scorer=scorer,
+            measurer=lambda c: {"latency_ms": float(_value(c)), "deterministic": deterministic},
+            budgets=parse_budgets(["acc_drop=100"]),
+            config=SearchConfig(generations=6, population=8, measure_top=2, seed=0),
+            on_generation=lambda _e: unmeasured.append(sum(c.measured is None for c in s.front())),
+        )
+        s.run()
+        return unmeasured, s
+
+    exact, s = run(True)
+    assert exact and not any(exact)
+    assert all(h["best_measured"] for h in s.history)
+    timed, _ = run(False)
+    assert any(timed)  # the world does put predictions on the front

@@ -254,10 +254,10 @@ def optimize(
     weigh_by = resolve_mode(segment_weight, tgt.backend)
     if not spill_mb > 0:
         raise InputError(f"--spill-mb must be > 0, got {spill_mb}")
-    # mutants of at least spill_mb MB wait in files here, not in memory (candidate.py)
-    spill_dir = tempfile.TemporaryDirectory(prefix="autogo-spill-")
     if space not in (None, "nb201"):
         raise InputError(f"unknown --space {space!r}; valid: nb201")
+    # mutants of at least spill_mb MB wait in files here, not in memory (candidate.py)
+    spill_dir = tempfile.TemporaryDirectory(prefix="autogo-spill-")
     data, source = resolve_model_source(model, arch=arch if space == "nb201" else None)
     status("loading and cleaning the input model")
     if space == "nb201":

@@ -130,7 +130,7 @@ def _mutate_task(args: tuple) -> list[dict]:
         if not isinstance(m, mutate.Mutant):
             rejections[m.stage] = rejections.get(m.stage, 0) + 1
             continue
-        data = m.data or m.model.SerializeToString()  # the bytes mutate.apply verified
+        data = m.data  # the bytes mutate.apply verified
         stats = graph_stats(m.model)  # verified by mutate.apply: no second load
         cid = candidate_id(data)
         if spill is not None and len(data) >= spill[1]:

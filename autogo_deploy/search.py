@@ -233,9 +233,13 @@ class Search:
                 child.model_bytes = b""  # the intermediate's bytes (and spill file) are not kept
         return out
 
-    def _track_stall(self) -> None:
+    def _measured_best(self) -> float:
+        """The best measured objective so far (inf before anything was measured)."""
         costs = [c.cost(self.key) for c in self.pool.values() if c.measured and c.cost(self.key) is not None]
-        best = min(costs, default=math.inf)
+        return min(costs, default=math.inf)
+
+    def _track_stall(self) -> None:
+        best = self._measured_best()
         if best < self._best_measured:
             self._best_measured, self._stalled = best, 0
         else:
@@ -379,10 +383,7 @@ class Search:
         from autogo_deploy import search_checkpoint
 
         search_checkpoint.read(self, folder)
-        measured = [
-            c.cost(self.key) for c in self.pool.values() if c.measured and c.cost(self.key) is not None
-        ]
-        self._best_measured = min(measured, default=math.inf)
+        self._best_measured = self._measured_best()
         self._stalled = int(self.history[-1].get("stalled", 0)) if self.history else 0
 
 

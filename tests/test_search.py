@@ -222,33 +222,47 @@ def test_children_per_parent_rules():
     assert children_per_parent(0, 12, "rank") == []
 
 
+def make_wide(
+    deterministic: bool, *, generations: int, budget: str, on_generation, on_propose=None
+) -> Search:
+    """A world where cheaper means more params, so the front holds several members; the measurer
+    answers like a simulated target when `deterministic`; `on_propose(n)` sees each request."""
+
+    def cand(v):
+        data = str(v).encode()
+        return Candidate(candidate_id(data), data, None, 0, macs=v * 10, params=1000 - v)
+
+    def prop(parent, rng, n):
+        if on_propose:
+            on_propose(n)
+        return [cand(max(1, _value(parent) - rng.randint(-3, 12))) for _ in range(n)]
+
+    base = cand(100)
+    base.predicted, base.acc_delta = scorer([base])[0], 0.0
+    return Search(
+        base,
+        proposer=prop,
+        scorer=scorer,
+        measurer=lambda c: {"latency_ms": float(_value(c)), "deterministic": deterministic},
+        budgets=parse_budgets([budget]),
+        config=SearchConfig(generations=generations, population=8, measure_top=2, seed=0),
+        on_generation=on_generation,
+    )
+
+
 def test_exact_target_gives_the_cheapest_front_member_the_most_children():
     """A world where cheaper means more params, so the front holds several members; on an exact
     target the cheapest one is asked for the most children, on a timed one all get the same."""
 
     def run(deterministic):
-        asked: list = []
-
-        def cand(v):
-            data = str(v).encode()
-            return Candidate(candidate_id(data), data, None, 0, macs=v * 10, params=1000 - v)
-
-        def prop(parent, rng, n):
-            asked[-1].append(n)
-            return [cand(max(1, _value(parent) - rng.randint(-3, 12))) for _ in range(n)]
-
-        base = cand(100)
-        base.predicted, base.acc_delta = scorer([base])[0], 0.0
-        s = Search(
-            base,
-            proposer=prop,
-            scorer=scorer,
-            measurer=lambda c: {"latency_ms": float(_value(c)), "deterministic": deterministic},
-            budgets=parse_budgets(["acc_drop=0"]),
-            config=SearchConfig(generations=4, population=8, measure_top=2, seed=0),
+        asked: list = [[]]
+        s = make_wide(
+            deterministic,
+            generations=4,
+            budget="acc_drop=0",
             on_generation=lambda _e: asked.append([]),
+            on_propose=lambda n: asked[-1].append(n),
         )
-        asked.append([])
         s.run()
         return [g for g in asked if len(g) > 1]
 
@@ -317,23 +331,11 @@ def test_exact_target_front_holds_measured_figures_only():
     generation on an exact target each of them is measured; on a timed one some stay predictions."""
 
     def run(deterministic):
-        def cand(v):
-            data = str(v).encode()
-            return Candidate(candidate_id(data), data, None, 0, macs=v * 10, params=1000 - v)
-
-        def prop(parent, rng, n):
-            return [cand(max(1, _value(parent) - rng.randint(-3, 12))) for _ in range(n)]
-
         unmeasured: list[int] = []
-        base = cand(100)
-        base.predicted, base.acc_delta = scorer([base])[0], 0.0
-        s = Search(
-            base,
-            proposer=prop,
-            scorer=scorer,
-            measurer=lambda c: {"latency_ms": float(_value(c)), "deterministic": deterministic},
-            budgets=parse_budgets(["acc_drop=100"]),
-            config=SearchConfig(generations=6, population=8, measure_top=2, seed=0),
+        s = make_wide(
+            deterministic,
+            generations=6,
+            budget="acc_drop=100",
             on_generation=lambda _e: unmeasured.append(sum(c.measured is None for c in s.front())),
         )
         s.run()

@@ -1,0 +1,125 @@
+"""Exact rewrites after a splice: BatchNormalization chains merged into one node."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from test_mutate import run, small
+from test_resolve import bn, bn_inits, conv, make_segment
+
+from autogo_deploy.backends.npu_model import cost_model
+from autogo_deploy.mutate import Mutant, apply
+from autogo_deploy.simplify import merge_batchnorm_chains
+
+
+def random_bn(p: str, c: int, rng) -> dict:
+    return {
+        f"{p}s": rng.uniform(0.5, 2.0, c).astype(np.float32),
+        f"{p}b": rng.standard_normal(c).astype(np.float32),
+        f"{p}m": rng.standard_normal(c).astype(np.float32),
+        f"{p}v": rng.uniform(0.2, 3.0, c).astype(np.float32),
+    }
+
+
+def chain_model(*, extra_reader: bool = False, first_is_output: bool = False) -> onnx.ModelProto:
+    """x -> Conv -> BN b1 -> BN b2 -> Relu -> y (b1 optionally also read by an Add, or an output)."""
+    rng = np.random.default_rng(3)
+    nodes = [conv("x", "w", "c"), bn("c", "n1", "b1"), bn("b1", "n2", "b2")]
+    if extra_reader:
+        nodes.append(helper.make_node("Add", ["b1", "b2"], ["s"], name="add"))
+        nodes.append(helper.make_node("Relu", ["s"], ["y"], name="relu"))
+    else:
+        nodes.append(helper.make_node("Relu", ["b2"], ["y"], name="relu"))
+    inits = {"w": rng.standard_normal((8, 4, 3, 3)).astype(np.float32)}
+    inits |= random_bn("n1", 8, rng) | random_bn("n2", 8, rng)
+    model = make_segment(nodes, {"x": [1, 4, 6, 6]}, {"y": [1, 8, 6, 6]}, inits)
+    if first_is_output:
+        model.graph.output.append(helper.make_tensor_value_info("b1", TensorProto.FLOAT, [1, 8, 6, 6]))
+    return model
+
+
+def bn_count(model: onnx.ModelProto) -> int:
+    return sum(n.op_type == "BatchNormalization" for n in model.graph.node)
+
+
+def test_two_batchnorms_merge_into_one_with_the_same_outputs():
+    original = chain_model()
+    model = onnx.ModelProto()
+    model.CopyFrom(original)
+    assert merge_batchnorm_chains(model, {"b2"}) == [["b1", "b2"]]
+    onnx.checker.check_model(model, full_check=True)
+    assert bn_count(model) == 1
+    assert [n.name for n in model.graph.node] == ["c", "b2", "relu"]
+    assert next(n for n in model.graph.node if n.name == "b2").input[0] == "c"
+    # the old parameters are gone, the merged ones are new initializers
+    names = {t.name for t in model.graph.initializer}
+    assert not names & {"n1s", "n1b", "n1m", "n1v", "n2s", "n2b", "n2m", "n2v"}
+    np.testing.assert_allclose(run(model)[0], run(original)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_chains_of_three_merge_and_the_result_is_exact():
+    rng = np.random.default_rng(4)
+    nodes = [bn("x", "n1", "b1"), bn("b1", "n2", "b2"), bn("b2", "n3", "y")]
+    inits = random_bn("n1", 5, rng) | random_bn("n2", 5, rng) | random_bn("n3", 5, rng)
+    original = make_segment(nodes, {"x": [2, 5, 3, 3]}, {"y": [2, 5, 3, 3]}, inits)
+    model = onnx.ModelProto()
+    model.CopyFrom(original)
+    assert len(merge_batchnorm_chains(model, {"b1", "b2", "y"})) == 2
+    assert bn_count(model) == 1
+    np.testing.assert_allclose(run(model)[0], run(original)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_nothing_merges_that_another_node_or_the_caller_still_reads():
+    for model, new in (
+        (chain_model(extra_reader=True), {"b1", "b2"}),  # b1's output also feeds the Add
+        (chain_model(first_is_output=True), {"b1", "b2"}),  # b1's output is a graph output
+        (chain_model(), set()),  # neither node came from the splice: the user's graph as written
+    ):
+        before = model.SerializeToString()
+        assert merge_batchnorm_chains(model, new) == []
+        assert model.SerializeToString() == before
+
+
+def test_a_training_mode_batchnorm_is_left_alone():
+    model = chain_model()
+    first = next(n for n in model.graph.node if n.name == "b1")
+    first.attribute.append(helper.make_attribute("training_mode", 0))
+    second = next(n for n in model.graph.node if n.name == "b2")
+    second.attribute.append(helper.make_attribute("training_mode", 1))
+    assert merge_batchnorm_chains(model, {"b2"}) == []
+    # non-constant parameters are left alone too
+    model = chain_model()
+    arr = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "n2s"))
+    model.graph.input.append(helper.make_tensor_value_info("n2s", TensorProto.FLOAT, list(arr.shape)))
+    kept = [t for t in model.graph.initializer if t.name != "n2s"]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    assert merge_batchnorm_chains(model, {"b2"}) == []
+
+
+def test_a_splice_ending_in_batchnorm_before_a_batchnorm_leaves_one_node():
+    """Replacing ResNet-18's first Conv (its BatchNormalization stays outside the segment) by a
+    Conv-BN segment: the mutant has a single BatchNormalization there, and one kernel fewer on the
+    NPU than the same mutant with the chain left in."""
+    g = small("resnet18")
+    seg = make_segment(
+        [conv("x", "w", "c"), bn("c", "n", "y")],
+        {"x": [1, 64, 8, 8]},
+        {"y": [1, 64, 8, 8]},
+        {"w": (64, 64, 3, 3), **bn_inits("n", 64)},
+    )
+    m = apply(g, ["layer1.0.1.conv"], seg, seed=0, align=16)
+    assert isinstance(m, Mutant), m
+    merged = m.changes["merged_batchnorms"]
+    assert len(merged) == 1 and merged[0][1] == "layer1.0.1.bn"
+    assert bn_count(m.model) == bn_count(g.model)
+    # S' normalisation is the identity when fresh: the merged node computes the original BN
+    bn_node = next(n for n in m.model.graph.node if n.name == "layer1.0.1.bn")
+    assert bn_node.input[0] == next(n for n in m.model.graph.node if n.name.endswith("/c")).output[0]
+    # the unmerged splice, for comparison: one more NPU kernel and a higher modeled latency
+    unmerged = g.splice(["layer1.0.1.conv"], seg, *g.boundary(["layer1.0.1.conv"]))
+    assert bn_count(unmerged) == bn_count(g.model) + 1
+    merged_cost, unmerged_cost = cost_model(m.model), cost_model(unmerged)
+    assert merged_cost["kernels"] < unmerged_cost["kernels"]
+    assert merged_cost["latency_ms"] < unmerged_cost["latency_ms"]

@@ -207,6 +207,7 @@ def optimize(
     parent_share: str = "auto",
     segment_weight: str = "macs",
     escape_after: int | None = None,
+    widen_share: float = 0.0,
     spill_mb: float = 256.0,
     time_limit_s: float | None = None,
     seed: int = 0,
@@ -249,6 +250,8 @@ def optimize(
         raise InputError(f"unknown parent share {parent_share!r}; valid: auto, even, rank")
     if escape_after is not None and escape_after < 1:
         raise InputError(f"--escape-after takes a number of generations >= 1, got {escape_after}")
+    if not 0.0 <= widen_share <= 1.0:
+        raise InputError(f"--widen-share takes a share in [0, 1], got {widen_share}")
     from autogo_deploy.segment_weights import resolve_mode
 
     weigh_by = resolve_mode(segment_weight, tgt.backend)
@@ -285,6 +288,7 @@ def optimize(
             segment_weight=weigh_by,
             npu_options=tgt.options if weigh_by == "target" else None,
             spill=(spill_dir.name, int(spill_mb * 2**20)),
+            widen_share=widen_share,
         )
     # measure-in-the-loop uses a shorter time cap than `profile` (the ±1% goal still stops it earlier)
     overrides = {"time_cap_s": min(10.0, float(tgt.protocol.get("time_cap_s", 10.0)))}

@@ -3,6 +3,8 @@
 - `GraphProposer`: AutoGO proper. Partition the parent into segments with the learned BPE merges
   (PSC decomposition: each occurrence S splits the graph into P, S, C), query the segment database
   for boundary-compatible replacements S', splice + resolve by MILP + verify (`mutate.apply`).
+  Optionally (`widen_share`) a drawn S is first grown over neighbouring pieces, so that one
+  mutation can replace a whole residual branch by a short segment.
   Work is spread over the machine's cores; every returned candidate is a verified valid model.
 - `NB201Proposer`: mutations restricted to those that keep an NB201 cell network (one cell edge's
   operation is replaced by another NB201 operation, in every cell), so every result maps to an
@@ -19,8 +21,10 @@ from pathlib import Path
 import onnx
 
 from autogo_deploy.candidate import Candidate, candidate_id
+from autogo_deploy.errors import InputError
 
 _WORKER: dict = {}
+WIDEN_PIECES = 4  # a widened source segment spans at most this many BPE pieces
 
 
 def graph_stats(model: bytes | onnx.ModelProto) -> dict:
@@ -67,6 +71,7 @@ def _init_worker(
     macs_per_param: float = 0.0,
     segment_weight: str = "macs",
     npu_options: dict | None = None,
+    widen_share: float = 0.0,
 ) -> None:
     from autogo_deploy.segments.db import SegmentDB
 
@@ -75,6 +80,7 @@ def _init_worker(
     _WORKER["align"] = align
     _WORKER["weights"] = cost_weights
     _WORKER["segment_weight"] = segment_weight
+    _WORKER["widen_share"] = float(widen_share)
     _WORKER["npu"] = None
     if segment_weight == "target":
         from autogo_deploy.backends.npu_model import NpuConstants
@@ -87,13 +93,15 @@ def _mutate_task(args: tuple) -> list[dict]:
     parent_bytes = Path(parent).read_bytes() if isinstance(parent, str) else parent
     from autogo_deploy import mutate, segment_weights
     from autogo_deploy.graph import from_verified, load
-    from autogo_deploy.segments.segment import segment_model
+    from autogo_deploy.segments.segment import segmentation
 
     db = _WORKER["db"]
     rng = random.Random(seed)
     g = from_verified(parent_bytes) if verified else load(parent_bytes, cleanup=False)
     del parent_bytes  # read from a spill file: only the loaded graph is needed from here on
-    occurrences = [o for o in segment_model(g, db) if 1 <= len(o.node_names) <= max_nodes]
+    seg = segmentation(g, db)
+    keep = [k for k, o in enumerate(seg.occurrences) if 1 <= len(o.node_names) <= max_nodes]
+    occurrences = [seg.occurrences[k] for k in keep]
     # prefer heavy segments: that is where the cost is (segment_weights.py)
     weights = segment_weights.weights(
         g,
@@ -107,7 +115,15 @@ def _mutate_task(args: tuple) -> list[dict]:
     for k in range(tries):
         if not occurrences:
             break
-        occ = rng.choices(occurrences, weights=weights)[0]
+        j = rng.choices(range(len(occurrences)), weights=weights)[0]
+        occ, widened = occurrences[j], False
+        if _WORKER["widen_share"] and rng.random() < _WORKER["widen_share"]:
+            # the drawn segment grown over neighbouring BPE pieces (a whole residual branch, say):
+            # the pieces of a zoo network are short, so without this no mutation replaces more
+            # than a few nodes (segments.segment.Segmentation.widened)
+            wide = seg.widened(keep[j], rng.randint(2, WIDEN_PIECES), forward=rng.random() < 0.5)
+            if wide is not None and len(wide.node_names) <= max_nodes:
+                occ, widened = wide, True
         cr = float(occ.signature.channel_ratio) or 1.0
         replacements = db.replacements(occ, limit=24, channel_ratio_range=(cr / 4, cr * 4))
         if not replacements:
@@ -146,6 +162,7 @@ def _mutate_task(args: tuple) -> list[dict]:
             "replacement": rep.id,
             "nodes": list(occ.node_names)[:12],
             "n_nodes": len(occ.node_names),
+            "widened": widened,
             "cost_target": cost_target,
             "certificate": m.certificate.to_dict(),
             "inherited_param_share": m.inherited_param_share,
@@ -170,13 +187,18 @@ class GraphProposer:
         segment_weight: str = "macs",
         npu_options: dict | None = None,
         spill: tuple[str, int] | None = None,
+        widen_share: float = 0.0,
     ):
         """cost_targets: the MILP cost targets a mutation draws from (see mutate.apply);
         macs_per_param: what a weight costs in MACs on the target (Target.macs_per_param), which
         weighs source segments by their cost there (segment_weight "macs"); segment_weight "target":
         by the npu-sim cost model's latency with the constants in `npu_options` (segment_weights.py);
         spill = (folder, min_bytes): mutants of at least min_bytes are written there by the workers and
-        handed over as files (Candidate.spill_path), parents in such a folder are read from it."""
+        handed over as files (Candidate.spill_path), parents in such a folder are read from it;
+        widen_share: the share of mutations whose source segment is widened over 2 to WIDEN_PIECES
+        neighbouring BPE pieces (Segmentation.widened)."""
+        if not 0.0 <= widen_share <= 1.0:
+            raise InputError(f"widen share must be in [0, 1], got {widen_share}")
         self.spill = (str(spill[0]), int(spill[1])) if spill else None
         self.jobs = max(1, jobs or (os.cpu_count() or 1))
         self.max_nodes = max_nodes
@@ -188,10 +210,20 @@ class GraphProposer:
             self._pool = ProcessPoolExecutor(
                 self.jobs,
                 initializer=_init_worker,
-                initargs=(db_path, align, cost_weights, macs_per_param, segment_weight, npu_options),
+                initargs=(
+                    db_path,
+                    align,
+                    cost_weights,
+                    macs_per_param,
+                    segment_weight,
+                    npu_options,
+                    widen_share,
+                ),
             )
         else:
-            _init_worker(db_path, align, cost_weights, macs_per_param, segment_weight, npu_options)
+            _init_worker(
+                db_path, align, cost_weights, macs_per_param, segment_weight, npu_options, widen_share
+            )
 
     def close(self) -> None:
         if self._pool:

@@ -111,6 +111,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         parent_share=args.parent_share,
         segment_weight=args.segment_weight,
         escape_after=args.escape_after,
+        widen_share=args.widen_share,
         time_limit_s=args.time_limit,
         seed=args.seed,
         strategy="random" if mode == "random" else "pareto",
@@ -143,6 +144,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "parent_share": args.parent_share,
         "segment_weight": res.proposer_stats.get("segment_weight"),
         "escape_after": args.escape_after,
+        "widen_share": args.widen_share,
         "jobs": args.jobs,
         "seed": args.seed,
         "time_limit_s": args.time_limit,
@@ -170,7 +172,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
             predicted_acc_delta=best.acc_delta,
             changes=len(best.changes),
             change_log=[
-                {k: ch.get(k) for k in ("segment", "replacement", "n_nodes", "cost_target")}
+                {k: ch.get(k) for k in ("segment", "replacement", "n_nodes", "widened", "cost_target")}
                 for ch in best.changes
             ],
         )
@@ -286,6 +288,7 @@ def main() -> None:
     ap.add_argument("--parent-share", default="auto", choices=("auto", "even", "rank"))
     ap.add_argument("--segment-weight", default="macs", choices=("macs", "target"))
     ap.add_argument("--escape-after", type=int, default=None, help="SearchConfig.escape_after")
+    ap.add_argument("--widen-share", type=float, default=0.0, help="GraphProposer widen_share")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds per search (stops early)")
     ap.add_argument("--jobs", type=int, default=None, help="proposer worker processes (default: all cores)")
     ap.add_argument(

@@ -9,6 +9,7 @@ import pytest
 
 from autogo_deploy import zoo
 from autogo_deploy.candidate import Candidate, candidate_id
+from autogo_deploy.errors import InputError
 from autogo_deploy.graph import load
 from autogo_deploy.mutate import io_signature
 from autogo_deploy.proposers import GraphProposer, graph_stats
@@ -21,7 +22,7 @@ def parent():
     return Candidate(candidate_id(data), data, None, 0, **graph_stats(data))
 
 
-def _propose(db_path, parent, weight: str, seed: int = 3):
+def _propose(db_path, parent, weight: str, seed: int = 3, widen_share: float = 0.0, n: int = 6):
     proposer = GraphProposer(
         str(db_path),
         align=16,
@@ -30,9 +31,10 @@ def _propose(db_path, parent, weight: str, seed: int = 3):
         macs_per_param=160,
         segment_weight=weight,
         npu_options=load_target("npu-sim").options if weight == "target" else None,
+        widen_share=widen_share,
     )
     try:
-        return proposer(parent, random.Random(seed), 6), proposer
+        return proposer(parent, random.Random(seed), n), proposer
     finally:
         proposer.close()
 
@@ -109,3 +111,21 @@ def test_predictions_of_verified_candidates_match_the_loaded_path(small_db_path,
     fast = predictor.predict(mutants, ids=[m.cid for m in mutants])
     slow = predictor.predict(twins, ids=[m.cid for m in twins])
     assert [(p.id, p.acc) for p in fast] == [(p.id, p.acc) for p in slow]
+
+
+def test_widened_mutations_replace_more_of_the_parent(small_db_path, parent):
+    plain, _ = _propose(small_db_path, parent, "macs", seed=7, n=10)
+    wide, proposer = _propose(small_db_path, parent, "macs", seed=7, widen_share=1.0, n=10)
+    assert wide, f"no widened mutant; rejections: {proposer.rejections}"
+    assert not any(m.changes[0]["widened"] for m in plain)
+    widened = [m.changes[0] for m in wide if m.changes[0]["widened"]]
+    assert widened, "widen_share=1 widened no mutation"
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    assert mean([c["n_nodes"] for c in widened]) > mean([m.changes[0]["n_nodes"] for m in plain])
+    io = io_signature(onnx.load_from_string(parent.model_bytes))
+    for m in wide:
+        model = onnx.load_from_string(m.model_bytes)
+        onnx.checker.check_model(model)
+        assert io_signature(model) == io
+    with pytest.raises(InputError, match="widen share"):
+        GraphProposer(str(small_db_path), jobs=1, widen_share=1.5)

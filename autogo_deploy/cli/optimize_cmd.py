@@ -52,6 +52,12 @@ def optimize(
             help="after N generations without a better measured result, half the children take two changes at once"
         ),
     ] = None,
+    widen_share: Annotated[
+        float,
+        typer.Option(
+            help="share of mutations whose source segment is first grown over neighbouring segments (0 to 1)"
+        ),
+    ] = 0.0,
     spill_mb: Annotated[
         float,
         typer.Option(help="mutants of at least this many MB wait in temporary files, not in memory"),
@@ -127,6 +133,7 @@ def optimize(
             parent_share=parent_share,
             segment_weight=segment_weight,
             escape_after=escape_after,
+            widen_share=widen_share,
             spill_mb=spill_mb,
             time_limit_s=time_limit,
             seed=seed,

@@ -152,6 +152,58 @@ def segment_struct(
 
 def segment_model(graph, db) -> list[Occurrence]:
     """Split a model (graph.Graph, ONNX path/bytes/ModelProto) into occurrences of DB segments."""
+    return segmentation(graph, db).occurrences
+
+
+@dataclass
+class Segmentation:
+    """A segmented graph: its occurrences and the BPE pieces they came from, so that an occurrence
+    can be widened to neighbouring pieces (`widened`)."""
+
+    sg: StructGraph
+    pieces: list[tuple[int, int]]  # [start, end) canonical node ranges; they tile the graph
+    occurrences: list[Occurrence]
+    piece_of: list[int]  # occurrence index -> index of its piece
+    members: list[list[int]]  # occurrence index -> its node positions
+    unknown: dict[int, str]
+    ids: dict[str, int]
+
+    def widened(self, k: int, n_pieces: int, *, forward: bool = True) -> Occurrence | None:
+        """Occurrence k grown to the connected component that holds it within `n_pieces`
+        consecutive BPE pieces that start (forward) or end (backward) at its own piece. A run of
+        consecutive pieces is a run of consecutive nodes in canonical order, so it is convex, and so
+        are its components (module doc): the result can be cut out and replaced like any segment.
+        None when it would add no node (a lone branch, the graph's first or last piece)."""
+        p = self.piece_of[k]
+        lo, hi = (p, p + n_pieces) if forward else (p - n_pieces + 1, p + 1)
+        lo, hi = max(lo, 0), min(hi, len(self.pieces))
+        start, end = self.pieces[lo][0], self.pieces[hi - 1][1]
+        anchor = self.members[k][0]
+        for comp in components(self.sg, start, end):
+            if anchor in comp:
+                if len(comp) <= len(self.members[k]):
+                    return None
+                return _occurrence(self.sg, comp, self.unknown, self.ids)
+        return None
+
+
+def _occurrence(sg: StructGraph, idxs: list[int], unknown: dict[int, str], ids: dict[str, int]) -> Occurrence:
+    form = segment_form(sg, idxs)
+    return Occurrence(
+        segment_id=ids.get(form.hash),
+        hash=form.hash,
+        node_names=tuple(sg.nodes[i].name for i in form.order),
+        inputs=tuple(form.inputs),
+        outputs=tuple(form.outputs),
+        signature=Signature(form.n_inputs, form.n_outputs, form.spatial_ratio, form.channel_ratio),
+        macs=form.macs,
+        params=form.params,
+        unknown=tuple(unknown[i] for i in idxs if i in unknown),
+    )
+
+
+def segmentation(graph, db) -> Segmentation:
+    """`segment_model` with the pieces behind it (see Segmentation)."""
     from autogo_deploy import graph as graph_mod
 
     if not isinstance(graph, graph_mod.Graph):
@@ -159,19 +211,12 @@ def segment_model(graph, db) -> list[Occurrence]:
     sg = StructGraph.from_graph(graph)
     vocab, merges = db.vocabulary(), db.merges()
     ids = db.ids_by_hash()
-    occ = []
-    for _idxs, form, unk in segment_struct(sg, vocab, merges):
-        occ.append(
-            Occurrence(
-                segment_id=ids.get(form.hash),
-                hash=form.hash,
-                node_names=tuple(sg.nodes[i].name for i in form.order),
-                inputs=tuple(form.inputs),
-                outputs=tuple(form.outputs),
-                signature=Signature(form.n_inputs, form.n_outputs, form.spatial_ratio, form.channel_ratio),
-                macs=form.macs,
-                params=form.params,
-                unknown=unk,
-            )
-        )
-    return occ
+    text, unknown = vocab.encode(graph_tokens(sg))
+    pieces = merges.encode(text)
+    occurrences, piece_of, members = [], [], []
+    for p, (a, b) in enumerate(pieces):
+        for group in components(sg, a, b) if b - a > 1 else [[a]]:
+            occurrences.append(_occurrence(sg, group, unknown, ids))
+            piece_of.append(p)
+            members.append(group)
+    return Segmentation(sg, pieces, occurrences, piece_of, members, unknown, ids)

@@ -87,3 +87,54 @@ def test_unseen_ops_become_unknown_single_node_segments(small_db):
 def test_fallback_struct_equals_graph_load_struct():
     sg = load_struct(Item("nb201", "x", zoo.NB201_DEFAULT))
     assert [n.name for n in sg.nodes] == [n.name for n in build_lite("nb201", zoo.NB201_DEFAULT).nodes]
+
+
+def test_segmentation_widens_an_occurrence_to_a_convex_connected_superset(small_db):
+    from autogo_deploy.segments.segment import segmentation
+
+    g = load(zoo.build("resnet18"))
+    seg = segmentation(g, small_db)
+    assert [o.node_names for o in seg.occurrences] == [o.node_names for o in segment_model(g, small_db)]
+    assert [p[1] for p in seg.pieces[:-1]] == [p[0] for p in seg.pieces[1:]]  # pieces tile the graph
+    position = {n.name: i for i, n in enumerate(seg.sg.nodes)}
+    grown = 0
+    for k, occ in enumerate(seg.occurrences):
+        for n_pieces in (2, 3, 4):
+            for forward in (True, False):
+                wide = seg.widened(k, n_pieces, forward=forward)
+                if wide is None:
+                    continue
+                grown += 1
+                assert set(occ.node_names) < set(wide.node_names)
+                idxs = [position[n] for n in wide.node_names]
+                _check_partition_member(seg.sg, idxs)
+                # its boundary is what the graph says it is, so mutate.apply can cut it out
+                ins, outs = g.boundary(list(wide.node_names))
+                assert sorted(ins) == sorted(wide.inputs) and sorted(outs) == sorted(wide.outputs)
+    assert grown > len(seg.occurrences)
+    # the first piece cannot grow backwards, the last cannot grow forwards
+    first = seg.piece_of.index(0)
+    last = len(seg.piece_of) - 1 - seg.piece_of[::-1].index(len(seg.pieces) - 1)
+    assert seg.widened(first, 3, forward=False) is None
+    assert seg.widened(last, 3, forward=True) is None
+
+
+def _check_partition_member(sg: StructGraph, idxs: list[int]) -> None:
+    """One convex, connected node set."""
+    members = set(idxs)
+    _check_partition(sg, [idxs] + [[i] for i in range(len(sg.nodes)) if i not in members])
+    linked = {idxs[0]}
+    changed = True
+    while changed:
+        changed = False
+        for i in idxs:
+            if i in linked:
+                continue
+            node = sg.nodes[i]
+            srcs = {sg.producer[t][0] for t in node.inputs if t in sg.producer}
+            readers = {c for t in node.outputs for c, _ in sg.consumers.get(t, ())}
+            shared = {j for j in linked if set(sg.nodes[j].inputs) & set(node.inputs) - set(sg.consts) - {""}}
+            if (srcs | readers | shared) & linked:
+                linked.add(i)
+                changed = True
+    assert linked == members, "widened segment is not connected"

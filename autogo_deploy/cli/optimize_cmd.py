@@ -217,6 +217,14 @@ def _render(doc: dict) -> None:
             )
         if doc["best"].get("arch"):
             out.print(f"  arch: {doc['best']['arch']}")
+    structure = doc.get("structure") or {}
+    if structure:
+        out.print(
+            f"weighted layers {structure['baseline']['weighted_layers']} → {structure['best']['weighted_layers']}, "
+            f"depth {structure['baseline']['depth']} → {structure['best']['depth']} (exact)"
+        )
+    if structure.get("warning"):
+        out.print(f"[yellow]warning: {structure['warning']}[/yellow]")
     out.print(f"[dim]{doc['notice']}[/dim]")
     out.print(f"[dim]predictor: {json.dumps(doc['predictor'])}[/dim]")
 

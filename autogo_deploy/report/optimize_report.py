@@ -83,6 +83,10 @@ def build_doc(result, *, output: str | None = None, front_dir: str | None = None
             "latency_source": mm.get("method", "measured"),
             "energy_source": mm.get("power_method"),
         }
+        if result.space is None:  # NB201 results are cell networks of the same depth (arch string)
+            from autogo_deploy.report.structure import compare
+
+            doc["structure"] = compare(base.model_bytes, best.model_bytes)
         confirmed = [t for t in (doc["head_to_head"] or {}).get("tries", []) if t.get("accepted")]
         if confirmed:  # input and result measured in alternating rounds: the drift-free comparison
             doc["improvement"]["latency_change_head_to_head"] = confirmed[-1]["latency_ratio"] - 1.0
@@ -226,11 +230,25 @@ stopped: {html.escape(doc["stopped"])}; {doc["candidates_evaluated"]} candidates
 <table><tr><th></th><th>p50 ms (measured)</th><th>energy mJ</th><th>power method</th><th>MACs</th>
 <th>params</th><th>pred. acc Δ (pp)</th></tr>{"".join(rows)}</table>
 <p class=notice>{html.escape(doc["notice"])}</p>
+{_structure(doc.get("structure"))}
 <h2>Pareto front</h2>{_scatter(pts)}
 <p class=muted>filled = measured on the target, hollow = predicted only; red input, green result, blue front.</p>
 {changes}
 <h2>Predictor</h2><pre>{html.escape(json.dumps(doc["predictor"], indent=1))}</pre>
 </body></html>"""
+
+
+def _structure(st: dict | None) -> str:
+    if not st:
+        return ""
+    a, b = st["baseline"], st["best"]
+    line = (
+        f"<p>weighted layers {a['weighted_layers']} → {b['weighted_layers']}, "
+        f"depth {a['depth']} → {b['depth']} (exact)</p>"
+    )
+    if st.get("warning"):
+        line += f"<p class=notice><b>warning:</b> {html.escape(st['warning'])}</p>"
+    return line
 
 
 def _f(v) -> str:

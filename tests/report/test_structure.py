@@ -1,0 +1,35 @@
+"""Exact layer counts in the optimize report, and the warning for a much shallower result."""
+
+from __future__ import annotations
+
+from autogo_deploy import api, zoo
+from autogo_deploy.report.optimize_report import build_doc
+from autogo_deploy.report.structure import compare, layer_structure
+
+
+def test_depth_is_the_weighted_layers_on_the_longest_path():
+    assert layer_structure(zoo.build("resnet18")) == {"weighted_layers": 21, "depth": 18}
+    assert layer_structure(zoo.build("resnet50").SerializeToString()) == {"weighted_layers": 54, "depth": 50}
+    assert layer_structure(zoo.build("vgg16_bn")) == {"weighted_layers": 16, "depth": 16}
+
+
+def test_a_much_shallower_result_is_flagged():
+    r50, r18 = zoo.build("resnet50").SerializeToString(), zoo.build("resnet18").SerializeToString()
+    same = compare(r50, r50)
+    assert same["baseline"] == same["best"] and "warning" not in same and same["source"] == "exact"
+    cut = compare(r50, r18)
+    assert cut["best"]["depth"] == 18 and "18 weighted layers" in cut["warning"]
+    assert "extrapolation" in cut["warning"]
+
+
+def test_the_optimize_report_counts_the_structure_of_input_and_result(small_db_path, tmp_path):
+    model = tmp_path / "resnet18.onnx"
+    model.write_bytes(zoo.build("resnet18", input_size=64).SerializeToString())
+    result = api.optimize(
+        model, "npu-sim", budgets=["acc_drop=100"], generations=1, population=6, jobs=1, db_path=small_db_path
+    )
+    doc = build_doc(result)
+    assert result.best is not None, doc.get("why_no_result")
+    st = doc["structure"]
+    assert st["baseline"] == {"weighted_layers": 21, "depth": 18}
+    assert st["best"] == layer_structure(result.best.model_bytes)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from autogo_deploy import api, zoo
-from autogo_deploy.report.optimize_report import build_doc
+from autogo_deploy.report.optimize_report import build_doc, render_html
 from autogo_deploy.report.structure import compare, layer_structure
 
 
@@ -33,3 +33,8 @@ def test_the_optimize_report_counts_the_structure_of_input_and_result(small_db_p
     st = doc["structure"]
     assert st["baseline"] == {"weighted_layers": 21, "depth": 18}
     assert st["best"] == layer_structure(result.best.model_bytes)
+    page = render_html(doc)
+    assert f"depth 18 → {st['best']['depth']} (exact)" in page
+    # the warning reaches the page when there is one
+    doc["structure"] = compare(zoo.build("resnet50").SerializeToString(), result.best.model_bytes)
+    assert "warning:" in render_html(doc) and "extrapolation" in render_html(doc)

@@ -311,6 +311,7 @@ def optimize(
     scorer, predictor_info = scoring.make_scorer(tgt, space=space)
     baseline.predicted = scorer([baseline])[0]
     baseline.acc_delta = 0.0
+    baseline.depth_drop = 0.0
     config = SearchConfig(
         objective=objective,
         generations=generations,

@@ -26,10 +26,12 @@ class Candidate:
     macs: int = 0
     params: int = 0
     peak_mem_mb: float = 0.0
+    depth: int = 0  # weighted layers on the longest path (report.structure.layer_structure)
     predicted: dict = field(default_factory=dict)
     measured: dict | None = None
     evaluator: float | None = None
     acc_delta: float | None = None
+    depth_drop: float | None = None  # share of the input's depth this model lost (set by the search)
     spill_path: Path | None = field(default=None, repr=False)
     # the bytes are this tool's own checked output (the cleaned input, a verified mutant), so they
     # are parsed without validating again (graph.from_verified); never set for bytes read from a
@@ -57,6 +59,7 @@ class Candidate:
             "macs": self.macs,
             "peak_mem_mb": self.peak_mem_mb,
             "acc_delta": self.acc_delta,
+            "depth_drop": self.depth_drop,
         }
 
     def to_json(self) -> dict:

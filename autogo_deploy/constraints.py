@@ -4,7 +4,10 @@
 
 Latency/energy/power are compared with measured values when a candidate was measured, predicted
 ones otherwise (and the report says which). `acc_drop` (percentage points, default 0) bounds the
-predicted accuracy loss against the input model.
+predicted accuracy loss against the input model. `depth_drop` (a share, e.g. 0.1) bounds how much of
+the input's depth (weighted layers on its longest path, counted exactly) a candidate may lose: a
+limit on how far from the input the search may go when the accuracy predictor is not trusted
+that far.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ BUDGET_KEYS = {
     "macs": "multiply-accumulates",
     "peak_mem_mb": "activation memory estimate (MB)",
     "acc_drop": "allowed predicted accuracy loss (percentage points)",
+    "depth_drop": "allowed loss of depth (weighted layers on the longest path), as a share of the input's",
 }
 OBJECTIVES = ("latency", "energy", "macs", "accuracy")
 
@@ -67,6 +71,8 @@ def parse_budgets(items: list[str] | None) -> Budgets:
                 raise InputError(f"budget {key} needs a number, got {value!r}") from None
             if number < 0:
                 raise InputError(f"budget {key} must be >= 0, got {number}")
+            if key == "depth_drop" and number > 1:
+                raise InputError(f"budget depth_drop is a share of the input's depth (0 to 1), got {number}")
             limits[key] = number
     limits.setdefault("acc_drop", 0.0)
     return Budgets(limits)

@@ -28,14 +28,21 @@ WIDEN_PIECES = 4  # a widened source segment spans at most this many BPE pieces
 
 
 def graph_stats(model: bytes | onnx.ModelProto) -> dict:
-    """MACs, params and estimated peak activation memory. A ModelProto is taken as already checked
+    """MACs, params, estimated peak activation memory and depth (weighted layers on the longest
+    path). A ModelProto is taken as already checked
     (a verified mutant, whose shapes are all inferred): it skips load()'s re-validation, which for a
     ResNet-50 costs ~1 s of serialising and checking per candidate; bytes go through load()."""
     from autogo_deploy.graph import Graph, load
+    from autogo_deploy.report.structure import layer_structure
 
     g = Graph(model) if isinstance(model, onnx.ModelProto) else load(model, cleanup=False)
     t = g.totals()
-    return {"macs": t["macs"], "params": t["params"], "peak_mem_mb": _peak_mem_mb(g)}
+    return {
+        "macs": t["macs"],
+        "params": t["params"],
+        "peak_mem_mb": _peak_mem_mb(g),
+        "depth": layer_structure(g.model)["depth"],
+    }
 
 
 def _peak_mem_mb(g) -> float:
@@ -264,6 +271,7 @@ class GraphProposer:
                     "macs": item["macs"],
                     "params": item["params"],
                     "peak_mem_mb": item["peak_mem_mb"],
+                    "depth": item["depth"],
                     "verified": True,  # mutate.apply verified it (Mutant.verify)
                 }
                 if isinstance(data, str):  # spilled by the worker

@@ -147,10 +147,13 @@ class Search:
             return []
         preds = self.score(fresh)
         base_acc = self.baseline.predicted.get("acc")
+        base_depth = self.baseline.depth
         for c, p in zip(fresh, preds, strict=True):
             c.predicted = p
             if base_acc is not None and p.get("acc") is not None:
                 c.acc_delta = float(p["acc"]) - float(base_acc)
+            if base_depth:
+                c.depth_drop = 1.0 - c.depth / base_depth
             self.pool[c.cid] = c
         return fresh
 

@@ -14,7 +14,7 @@ def test_parse_and_defaults():
     assert parse_budgets(None).acc_drop == 0.0
 
 
-@pytest.mark.parametrize("bad", ["latency=3", "latency_ms", "latency_ms=fast", "params=-1"])
+@pytest.mark.parametrize("bad", ["latency=3", "latency_ms", "latency_ms=fast", "params=-1", "depth_drop=1.5"])
 def test_bad_budgets_are_input_errors(bad):
     with pytest.raises(InputError):
         parse_budgets([bad])
@@ -25,6 +25,10 @@ def test_violations():
     assert b.violations({"latency_ms": 9.0, "acc_delta": 0.1}) == ["latency_ms"]
     assert b.violations({"latency_ms": 7.0, "acc_delta": -0.2}) == ["acc_drop"]
     assert b.violations({"latency_ms": None, "acc_delta": None}) == []
+    d = parse_budgets(["depth_drop=0.1"])
+    assert d.violations({"depth_drop": 0.2}) == ["depth_drop"]
+    assert d.violations({"depth_drop": 0.1, "acc_delta": 0.0}) == []
+    assert d.violations({"depth_drop": None}) == []  # not judged where unknown
 
 
 def test_objective_names():

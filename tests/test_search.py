@@ -346,3 +346,27 @@ def test_exact_target_front_holds_measured_figures_only():
     assert all(h["best_measured"] for h in s.history)
     timed, _ = run(False)
     assert any(timed)  # the world does put predictions on the front
+
+
+def test_depth_budget_keeps_every_result_near_the_input():
+    """'depth' falls with the value (value // 10 layers): a depth_drop budget of 0.3 holds the
+    search to values >= 70, while without it the search goes further."""
+
+    def deep(v: int, parent=None) -> Candidate:
+        c = _cand(v, parent)
+        c.depth = v // 10
+        return c
+
+    def propose(parent, rng, n):
+        return [deep(max(1, _value(parent) - rng.randint(-3, 12)), parent.cid) for _ in range(n)]
+
+    free, _ = make(budgets=("acc_drop=100",), generations=8, propose=propose)
+    free.baseline.depth = 10
+    free.baseline.depth_drop = 0.0
+    leashed, _ = make(budgets=("acc_drop=100", "depth_drop=0.3"), generations=8, propose=propose)
+    leashed.baseline.depth = 10
+    leashed.baseline.depth_drop = 0.0
+    rf, rl = free.run(), leashed.run()
+    assert rf.best is not None and rf.best.depth_drop > 0.3  # the free search went further
+    assert rl.best is not None and rl.best.depth_drop <= 0.3 and _value(rl.best) >= 70
+    assert all(c.depth_drop <= 0.3 for c in rl.front if c is not leashed.baseline)

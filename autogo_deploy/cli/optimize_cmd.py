@@ -17,7 +17,9 @@ def optimize(
     budget: Annotated[
         list[str] | None,
         typer.Option(
-            "--budget", "-b", help="KEY=VALUE: latency_ms energy_mj power_w params macs peak_mem_mb acc_drop"
+            "--budget",
+            "-b",
+            help="KEY=VALUE: latency_ms energy_mj power_w params macs peak_mem_mb acc_drop depth_drop",
         ),
     ] = None,
     objective: Annotated[str, typer.Option(help="latency | energy | macs | accuracy")] = "latency",

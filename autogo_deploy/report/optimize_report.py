@@ -27,6 +27,8 @@ def _cand(c, key: str) -> dict:
         "macs": c.macs,
         "params": c.params,
         "peak_mem_mb_estimate": round(c.peak_mem_mb, 3),
+        "depth": c.depth,
+        "depth_drop": c.depth_drop,
         "measured": m or None,
         "predicted": c.predicted,
         "predicted_acc_delta": c.acc_delta,

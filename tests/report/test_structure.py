@@ -33,6 +33,10 @@ def test_the_optimize_report_counts_the_structure_of_input_and_result(small_db_p
     st = doc["structure"]
     assert st["baseline"] == {"weighted_layers": 21, "depth": 18}
     assert st["best"] == layer_structure(result.best.model_bytes)
+    # the search's own depth bookkeeping (the depth_drop budget) agrees with the report
+    assert doc["baseline"]["depth"] == 18 and doc["baseline"]["depth_drop"] == 0.0
+    assert doc["best"]["depth"] == st["best"]["depth"]
+    assert doc["best"]["depth_drop"] == 1 - st["best"]["depth"] / 18
     page = render_html(doc)
     assert f"depth 18 → {st['best']['depth']} (exact)" in page
     # the warning reaches the page when there is one

@@ -102,7 +102,8 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
     res = api.optimize(
         model_source(model),
         target,
-        budgets=[f"acc_drop={args.acc_drop}"],
+        budgets=[f"acc_drop={args.acc_drop}"]
+        + ([f"depth_drop={args.depth_drop}"] if args.depth_drop is not None else []),
         objective=objective,
         generations=args.generations,
         population=args.population,
@@ -135,6 +136,8 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "power_method": bm.get("power_method"),
         "emitted": best is not None,
         "acc_drop": args.acc_drop,
+        "depth_drop_budget": args.depth_drop,
+        "baseline_depth": base.depth,
         "generations": args.generations,
         "generations_run": len(res.search.history),
         "stopped": res.search.stopped,
@@ -170,6 +173,8 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
             energy_change=(mm["energy_mj"] / bm["energy_mj"] - 1) if bm.get("energy_mj") else None,
             macs_change=best.macs / base.macs - 1,
             predicted_acc_delta=best.acc_delta,
+            depth=best.depth,
+            depth_drop=best.depth_drop,
             changes=len(best.changes),
             change_log=[
                 {k: ch.get(k) for k in ("segment", "replacement", "n_nodes", "widened", "cost_target")}
@@ -298,6 +303,9 @@ def main() -> None:
     ap.add_argument("--progress", action="store_true", help="print one line per generation")
     ap.add_argument("--max-runs", type=int, default=40)
     ap.add_argument("--acc-drop", type=float, default=0.0)
+    ap.add_argument(
+        "--depth-drop", type=float, default=None, help="depth_drop budget (share), off by default"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--nb201-ground-truth", action="store_true")
     ap.add_argument("--budget-frac", type=float, default=0.8)

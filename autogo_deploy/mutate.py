@@ -178,16 +178,15 @@ def apply(
     except Exception as exc:  # splice/inference failure on a resolved plan is a rejection, recorded
         return Rejection(f"splice failed: {_first_line(exc)}", "splice", res.certificate, timings)
     _lap(timings, "splice", clock)
-    # the share of S' weights inherited, counted before chains were merged (a merged node's
-    # parameters combine an inherited and a fresh one)
-    total = spliced_params
     changes = _changes(seg, res.plan, members, b_ins, b_outs, graph, inherited, reference_macs, align)
     if merged:
         changes["merged_batchnorms"] = merged
     mutant = Mutant(
         model=model,
         certificate=res.certificate,
-        inherited_param_share=(total - fresh) / total if total else 1.0,
+        # counted before chains were merged (a merged node's parameters combine an inherited and a
+        # fresh one)
+        inherited_param_share=(spliced_params - fresh) / spliced_params if spliced_params else 1.0,
         changes=changes,
         timings_ms=timings,
         io=io_signature(graph.model),

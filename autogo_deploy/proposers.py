@@ -213,24 +213,11 @@ class GraphProposer:
         self.rejections: dict[str, int] = {}
         self.accepted = 0
         self._pool = None
+        init = (db_path, align, cost_weights, macs_per_param, segment_weight, npu_options, widen_share)
         if self.jobs > 1:
-            self._pool = ProcessPoolExecutor(
-                self.jobs,
-                initializer=_init_worker,
-                initargs=(
-                    db_path,
-                    align,
-                    cost_weights,
-                    macs_per_param,
-                    segment_weight,
-                    npu_options,
-                    widen_share,
-                ),
-            )
+            self._pool = ProcessPoolExecutor(self.jobs, initializer=_init_worker, initargs=init)
         else:
-            _init_worker(
-                db_path, align, cost_weights, macs_per_param, segment_weight, npu_options, widen_share
-            )
+            _init_worker(*init)
 
     def close(self) -> None:
         if self._pool:

@@ -21,12 +21,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
+from autogo_deploy.node_features import attrs_of
 
 
 def _affine(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -34,14 +29,14 @@ def _affine(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[n
     inference-mode float BatchNormalization with constant parameters."""
     if node.op_type != "BatchNormalization" or len(node.input) != 5 or len(node.output) != 1:
         return None
-    if _attr(node, "training_mode", 0):
+    if attrs_of(node).get("training_mode", 0):
         return None
     if any(name not in inits or inits[name].data_type != onnx.TensorProto.FLOAT for name in node.input[1:]):
         return None
     scale, bias, mean, var = (numpy_helper.to_array(inits[n]).astype(np.float64) for n in node.input[1:])
     if not scale.ndim == bias.ndim == mean.ndim == var.ndim == 1:
         return None
-    a = scale / np.sqrt(var + float(_attr(node, "epsilon", 1e-5)))
+    a = scale / np.sqrt(var + float(attrs_of(node).get("epsilon", 1e-5)))
     return a, bias - mean * a
 
 
@@ -77,7 +72,7 @@ def merge_batchnorm_chains(model: onnx.ModelProto, new_nodes: set[str]) -> list[
             return merged
         first, second, (a1, c1), (a2, c2) = pair
         first_name, first_out, first_in = first.name, first.output[0], first.input[0]
-        eps = float(_attr(second, "epsilon", 1e-5))
+        eps = float(attrs_of(second).get("epsilon", 1e-5))
         # as a BatchNormalization with mean 0 and variance 1: scale * x / sqrt(1 + eps) + bias
         values = {
             "scale": a1 * a2 * np.sqrt(1.0 + eps),

@@ -129,22 +129,27 @@ def components(sg: StructGraph, start: int, end: int) -> list[list[int]]:
     return [groups[r] for r in sorted(groups)]
 
 
-def split(sg: StructGraph, vocab: Vocabulary, merges: Merges) -> tuple[list[list[int]], dict[int, str]]:
-    """Node-index groups (one per segment, in canonical order) and the unseen tokens by position."""
+def split(
+    sg: StructGraph, vocab: Vocabulary, merges: Merges
+) -> tuple[list[tuple[int, int]], list[tuple[int, list[int]]], dict[int, str]]:
+    """The BPE pieces ([start, end) node ranges tiling the canonical order), the node-index groups
+    (one per segment, in canonical order) each with the index of its piece, and the unseen tokens
+    by position."""
     text, unknown = vocab.encode(graph_tokens(sg))
-    groups: list[list[int]] = []
-    for a, b in merges.encode(text):
-        groups.extend(components(sg, a, b) if b - a > 1 else [[a]])
-    return groups, unknown
+    pieces = merges.encode(text)
+    groups: list[tuple[int, list[int]]] = []
+    for p, (a, b) in enumerate(pieces):
+        groups.extend((p, g) for g in (components(sg, a, b) if b - a > 1 else [[a]]))
+    return pieces, groups, unknown
 
 
 def segment_struct(
     sg: StructGraph, vocab: Vocabulary, merges: Merges
 ) -> list[tuple[list[int], SegmentForm, tuple]]:
     """[(node indices, canonical form, unseen tokens)] covering every node exactly once."""
-    groups, unknown = split(sg, vocab, merges)
+    _, groups, unknown = split(sg, vocab, merges)
     out = []
-    for g in groups:
+    for _, g in groups:
         unk = tuple(unknown[i] for i in g if i in unknown)
         out.append((g, segment_form(sg, g), unk))
     return out
@@ -211,12 +216,13 @@ def segmentation(graph, db) -> Segmentation:
     sg = StructGraph.from_graph(graph)
     vocab, merges = db.vocabulary(), db.merges()
     ids = db.ids_by_hash()
-    text, unknown = vocab.encode(graph_tokens(sg))
-    pieces = merges.encode(text)
-    occurrences, piece_of, members = [], [], []
-    for p, (a, b) in enumerate(pieces):
-        for group in components(sg, a, b) if b - a > 1 else [[a]]:
-            occurrences.append(_occurrence(sg, group, unknown, ids))
-            piece_of.append(p)
-            members.append(group)
-    return Segmentation(sg, pieces, occurrences, piece_of, members, unknown, ids)
+    pieces, groups, unknown = split(sg, vocab, merges)
+    return Segmentation(
+        sg,
+        pieces,
+        occurrences=[_occurrence(sg, g, unknown, ids) for _, g in groups],
+        piece_of=[p for p, _ in groups],
+        members=[g for _, g in groups],
+        unknown=unknown,
+        ids=ids,
+    )

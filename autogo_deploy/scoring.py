@@ -31,6 +31,10 @@ def make_scorer(target, *, space: str | None = None, log: Callable[[str], None] 
         "checkpoint": predictor.id,
         "target_embedding": f"{target.name} ({how})",
         "accuracy_source": "predicted: PSC GNN accuracy head trained on NAS-Bench-201 CIFAR-10 labels",
+        # the head learnt accuracy from NAS-Bench cell networks: only the NB201 space is inside what
+        # it saw; anything else (a zoo network, a user's model) is an extrapolation, and on zoo
+        # networks its ordering is wrong (ResNet-18 above ResNet-101 above ResNet-50)
+        "accuracy_in_distribution": space == "nb201",
         "latency_source": "predicted: PSC GNN latency head conditioned on the target embedding",
     }
 

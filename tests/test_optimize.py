@@ -59,6 +59,8 @@ def test_optimize_cli_nb201_space(tmp_path, capsys):
     assert all(c["measured"] for c in doc["front"])  # the final front is always measured
     assert "fine-tuned" in doc["notice"]
     assert doc["predictor"]["accuracy_source"].startswith("predicted")
+    # NB201 cell networks are what the accuracy head learnt from: no extrapolation note
+    assert doc["predictor"]["accuracy_in_distribution"] is True and doc["accuracy_note"] is None
     if doc["best"]:
         best = doc["best"]
         assert best["measured"]["latency_ms"] < base["measured"]["latency_ms"]

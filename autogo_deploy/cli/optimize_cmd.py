@@ -227,6 +227,8 @@ def _render(doc: dict) -> None:
         )
     if structure.get("warning"):
         out.print(f"[yellow]warning: {structure['warning']}[/yellow]")
+    if doc.get("accuracy_note"):
+        out.print(f"[yellow]accuracy: {doc['accuracy_note']}[/yellow]")
     out.print(f"[dim]{doc['notice']}[/dim]")
     out.print(f"[dim]predictor: {json.dumps(doc['predictor'])}[/dim]")
 

@@ -15,6 +15,13 @@ NOTICE = (
     "optimized model must be fine-tuned (or retrained) before its accuracy means anything. The "
     "accuracy change shown is predicted, not measured."
 )
+EXTRAPOLATED = (
+    "the predicted accuracy change is an extrapolation: the accuracy head learnt from NAS-Bench cell "
+    "networks, and this network is not one (only --space nb201 stays inside them); on zoo networks its "
+    "ordering is wrong (it predicts ResNet-18 above ResNet-101 above ResNet-50), so it cannot see what "
+    "removing layers costs. Keep depth with --budget depth_drop=0, or score candidates on your own data "
+    "with --evaluator"
+)
 
 
 def _cand(c, key: str) -> dict:
@@ -47,6 +54,8 @@ def build_doc(result, *, output: str | None = None, front_dir: str | None = None
         result.objective
     ]
     base, best = s.baseline, s.best
+    # predictor info from scoring.make_scorer (a result without the key predates the label)
+    in_distribution = (result.predictor or {}).get("accuracy_in_distribution", True)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "kind": "autogo-deploy optimize report",
@@ -68,6 +77,7 @@ def build_doc(result, *, output: str | None = None, front_dir: str | None = None
         "output": output if best else None,
         "front_dir": front_dir,
         "notice": NOTICE,
+        "accuracy_note": None if in_distribution else EXTRAPOLATED,
         "head_to_head": getattr(result, "head_to_head", None),
     }
     if best:
@@ -232,6 +242,7 @@ stopped: {html.escape(doc["stopped"])}; {doc["candidates_evaluated"]} candidates
 <table><tr><th></th><th>p50 ms (measured)</th><th>energy mJ</th><th>power method</th><th>MACs</th>
 <th>params</th><th>pred. acc Δ (pp)</th></tr>{"".join(rows)}</table>
 <p class=notice>{html.escape(doc["notice"])}</p>
+{_accuracy_note(doc.get("accuracy_note"))}
 {_structure(doc.get("structure"))}
 <h2>Pareto front</h2>{_scatter(pts)}
 <p class=muted>filled = measured on the target, hollow = predicted only; red input, green result, blue front.</p>
@@ -259,3 +270,7 @@ def _f(v) -> str:
 
 def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:+.1f}%"
+
+
+def _accuracy_note(note: str | None) -> str:
+    return f"<p class=notice><b>Accuracy:</b> {html.escape(note)}</p>" if note else ""

@@ -39,6 +39,10 @@ def test_the_optimize_report_counts_the_structure_of_input_and_result(small_db_p
     assert doc["best"]["depth_drop"] == 1 - st["best"]["depth"] / 18
     page = render_html(doc)
     assert f"depth 18 → {st['best']['depth']} (exact)" in page
+    # a zoo network is outside the accuracy head's training families: said in JSON and on the page
+    assert result.predictor["accuracy_in_distribution"] is False
+    assert "extrapolation" in doc["accuracy_note"] and "depth_drop=0" in doc["accuracy_note"]
+    assert "<b>Accuracy:</b>" in page
     # the warning reaches the page when there is one
     doc["structure"] = compare(zoo.build("resnet50").SerializeToString(), result.best.model_bytes)
     assert "warning:" in render_html(doc) and "extrapolation" in render_html(doc)

@@ -119,6 +119,15 @@ def cost_targets_for(objective: str) -> tuple[float, ...]:
     return COST_TARGETS if objective in ("latency", "energy", "macs") else (1.0,)
 
 
+MAX_MACS_GROWTH = 1.5
+
+
+def max_macs_growth_for(objective: str) -> float | None:
+    """When the objective is a cost, a replacement may cost at most 1.5x its source segment's MACs
+    (mutate.apply); an accuracy search keeps AutoGO's freedom to grow a segment."""
+    return MAX_MACS_GROWTH if objective in ("latency", "energy", "macs") else None
+
+
 def in_process_measurer(tgt, *, seed: int = 0, **protocol) -> Callable[[bytes], dict] | None:
     """For a simulated target (npu-sim): a measurer that runs the target's own harness body in this
     process: the same code, so the same figures as `measurement_summary(measure(...))`, without the
@@ -284,6 +293,7 @@ def optimize(
             align=tgt.channel_multiple,
             jobs=jobs,
             cost_targets=cost_targets_for(objective),
+            max_macs_growth=max_macs_growth_for(objective),
             macs_per_param=tgt.macs_per_param,
             segment_weight=weigh_by,
             npu_options=tgt.options if weigh_by == "target" else None,

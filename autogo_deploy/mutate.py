@@ -37,7 +37,7 @@ MAX_BINDINGS = 6  # boundary-to-S' port bindings tried (in order first, then per
 @dataclass
 class Rejection:
     reason: str
-    stage: str  # boundary | analyse | resolve | materialise | splice | verify
+    stage: str  # boundary | analyse | resolve | cost | materialise | splice | verify
     certificate: Certificate | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     code: str = ""  # category: arity, rank, spatial, channels, infeasible, timeout, unsupported, ...
@@ -96,11 +96,16 @@ def apply(
     inputs: list[str] | None = None,
     outputs: list[str] | None = None,
     cost_target: float = 1.0,
+    max_macs_growth: float | None = None,
 ) -> Mutant | Rejection:
     """Replace the nodes `occurrence_nodes` of `graph` (an autogo_deploy.graph.Graph) by S'.
 
     cost_target: the MILP aims S' at this multiple of S's (weighted) MACs; 1.0 is AutoGO's
     cost-neutral mutation, < 1 asks for a cheaper segment (used when the objective is a cost).
+    max_macs_growth: reject a resolved S' with more than this multiple of S's MACs (None: no limit).
+    The MILP cannot always reach its target: a dense replacement for a depthwise convolution keeps
+    its channel counts and costs ~100x the MACs; when the objective is a cost such a mutant only
+    wastes a prediction and a measurement slot, so it is dropped before it is materialised.
 
     inputs/outputs: the boundary tensors in S' port order (e.g. a segment Occurrence's `inputs`
     and `outputs`); default `graph.boundary` order. That binding is tried first, then other
@@ -160,6 +165,10 @@ def apply(
         why = first.reason + (f" (and {tried - 1} other port bindings failed)" if tried > 1 else "")
         return Rejection(why, "resolve", first.certificate, timings, code=first.code)
     res, b_ins, b_outs = best
+    before = sum(n.macs for n in members)
+    if max_macs_growth is not None and res.plan.macs > max_macs_growth * before:
+        why = f"the resolved segment costs {res.plan.macs:,} MACs, over {max_macs_growth:g}x the {before:,} it replaces"
+        return Rejection(why, "cost", res.certificate, timings, code="macs_growth")
     try:
         new_seg, fresh, inherited = materialise(seg, res.plan, graph, members, seed)
     except Exception as exc:

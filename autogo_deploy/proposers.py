@@ -79,6 +79,7 @@ def _init_worker(
     segment_weight: str = "macs",
     npu_options: dict | None = None,
     widen_share: float = 0.0,
+    max_macs_growth: float | None = None,
 ) -> None:
     from autogo_deploy.segments.db import SegmentDB
 
@@ -88,6 +89,7 @@ def _init_worker(
     _WORKER["weights"] = cost_weights
     _WORKER["segment_weight"] = segment_weight
     _WORKER["widen_share"] = float(widen_share)
+    _WORKER["max_macs_growth"] = max_macs_growth
     _WORKER["npu"] = None
     if segment_weight == "target":
         from autogo_deploy.backends.npu_model import NpuConstants
@@ -149,6 +151,7 @@ def _mutate_task(args: tuple) -> list[dict]:
             inputs=list(occ.inputs),
             outputs=list(occ.outputs),
             cost_target=cost_target,
+            max_macs_growth=_WORKER["max_macs_growth"],
         )
         if not isinstance(m, mutate.Mutant):
             rejections[m.stage] = rejections.get(m.stage, 0) + 1
@@ -195,6 +198,7 @@ class GraphProposer:
         npu_options: dict | None = None,
         spill: tuple[str, int] | None = None,
         widen_share: float = 0.0,
+        max_macs_growth: float | None = None,
     ):
         """cost_targets: the MILP cost targets a mutation draws from (see mutate.apply);
         macs_per_param: what a weight costs in MACs on the target (Target.macs_per_param), which
@@ -203,7 +207,8 @@ class GraphProposer:
         spill = (folder, min_bytes): mutants of at least min_bytes are written there by the workers and
         handed over as files (Candidate.spill_path), parents in such a folder are read from it;
         widen_share: the share of mutations whose source segment is widened over 2 to WIDEN_PIECES
-        neighbouring BPE pieces (Segmentation.widened)."""
+        neighbouring BPE pieces (Segmentation.widened); max_macs_growth: mutate.apply's limit on how
+        many times its source segment's MACs a replacement may cost (None: no limit)."""
         if not 0.0 <= widen_share <= 1.0:
             raise InputError(f"widen share must be in [0, 1], got {widen_share}")
         self.spill = (str(spill[0]), int(spill[1])) if spill else None
@@ -213,7 +218,16 @@ class GraphProposer:
         self.rejections: dict[str, int] = {}
         self.accepted = 0
         self._pool = None
-        init = (db_path, align, cost_weights, macs_per_param, segment_weight, npu_options, widen_share)
+        init = (
+            db_path,
+            align,
+            cost_weights,
+            macs_per_param,
+            segment_weight,
+            npu_options,
+            widen_share,
+            max_macs_growth,
+        )
         if self.jobs > 1:
             self._pool = ProcessPoolExecutor(self.jobs, initializer=_init_worker, initargs=init)
         else:

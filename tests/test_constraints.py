@@ -25,6 +25,9 @@ def test_violations():
     assert b.violations({"latency_ms": 9.0, "acc_delta": 0.1}) == ["latency_ms"]
     assert b.violations({"latency_ms": 7.0, "acc_delta": -0.2}) == ["acc_drop"]
     assert b.violations({"latency_ms": None, "acc_delta": None}) == []
+    # float32 rounding of the predictor (~1e-6 pp) is not a predicted loss; 0.001 pp is
+    assert b.violations({"acc_delta": -7.7e-7}) == []
+    assert b.violations({"acc_delta": -1e-3}) == ["acc_drop"]
     d = parse_budgets(["depth_drop=0.1"])
     assert d.violations({"depth_drop": 0.2}) == ["depth_drop"]
     assert d.violations({"depth_drop": 0.1, "acc_delta": 0.0}) == []

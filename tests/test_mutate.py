@@ -210,3 +210,27 @@ def test_cost_target_asks_the_milp_for_a_cheaper_segment():
     assert macs[0] - macs[1] > 0.05 * segment_macs, (macs, segment_macs)
     with pytest.raises(InputError):
         apply(g, occ, res_block(stride=1, cin=8, cout=8), seed=0, cost_target=0.0)
+
+
+def test_max_macs_growth_drops_a_replacement_the_milp_cannot_make_cheap():
+    """A dense 3x3 conv in place of MobileNetV2's depthwise conv keeps the channel counts: many times
+    the MACs. With a growth limit that plan is rejected before it is materialised; without, it is
+    a valid (costly) mutant."""
+    g = small("mobilenet_v2")
+    dw = next(
+        n
+        for n in g.nodes
+        if n.op_type == "Conv" and n.name.startswith("features.5.") and n.attrs.get("group", 1) > 1
+    )
+    dense = make_segment(
+        [conv("x", "w", "y", k=3)], {"x": [1, 8, 8, 8]}, {"y": [1, 8, 8, 8]}, {"w": (8, 8, 3, 3)}
+    )
+    free = apply(g, [dw.name], dense, seed=0)
+    assert isinstance(free, Mutant), free
+    grown = free.changes["macs_after"] / free.changes["macs_before"]
+    assert grown > 10, grown
+    limited = apply(g, [dw.name], dense, seed=0, max_macs_growth=1.5)
+    assert isinstance(limited, Rejection) and limited.stage == "cost" and limited.code == "macs_growth"
+    assert "1.5x" in limited.reason
+    # a limit above what the plan costs lets it through unchanged
+    assert isinstance(apply(g, [dw.name], dense, seed=0, max_macs_growth=grown + 1), Mutant)

@@ -32,9 +32,17 @@ def resolve_model_source(model: str | Path, *, arch: str | None = None) -> tuple
         kwargs = {"arch": arch} if arch else {}
         return zoo.build(name, **kwargs).SerializeToString(), text
     path = Path(text)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"model file not found: {path} (or use zoo:NAME, see `autogo-deploy zoo list`)")
-    return path.read_bytes(), str(path)
+    from autogo_deploy.onnx_ingest import read_model
+
+    # read from its folder: external data is loaded (with the same path checks as every other
+    # command) and errors name the file
+    proto, _ = read_model(path)
+    try:
+        return proto.SerializeToString(), str(path)
+    except ValueError:  # protobuf cannot serialize 2 GB
+        raise InputError(f"{path}: models over 2 GB (protobuf's limit) cannot be optimized") from None
 
 
 def profile(model, target: str, **kwargs):

@@ -303,20 +303,30 @@ class Graph:
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
     """Write atomically (temp file + rename) so an interrupted save never leaves a broken file."""
+    return save_bytes(model.SerializeToString(), path)
+
+
+def save_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write a serialized model atomically, with the permissions a plain write would give (the
+    temp file is 0600); a failed write is one InputError line."""
     path = Path(path)
     if path.exists() and path.is_dir():
         raise InputError(f"output path {path} is a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = model.SerializeToString()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
     return path
 
 

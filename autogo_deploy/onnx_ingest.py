@@ -6,6 +6,7 @@ The input file is only ever read.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from autogo_deploy.errors import DynamicShapeError, ModelError, UnsupportedOpErr
 
 MIN_OPSET = 13
 TARGET_OPSET = 17  # what older models are converted to
+# the newest default-domain opset and IR version the pinned onnxruntime (1.31) reads; the pinned onnx
+# (1.23) writes opset 28 / IR 14 by default, so models saved with its defaults are converted down
+ORT_MAX_OPSET = 26
 MAX_FILE_BYTES = 4 * 1024**3
 
 # Standard-domain operators the graph IR understands (features, MACs, splicing).
@@ -120,21 +124,27 @@ def ensure_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
     newest = onnx.defs.onnx_opset_version()
     if opset > newest:
         raise ModelError(f"opset {opset} is newer than this onnx package supports (<= {newest})")
+    if opset > ORT_MAX_OPSET:
+        return _convert(model, opset, ORT_MAX_OPSET, "newer than onnxruntime reads")
     if opset >= MIN_OPSET:
         return model, None
     if model.ir_version < 4:  # IR < 4 demanded initializers be graph inputs; newer IR lifts that
         model.ir_version = 4
+    return _convert(model, opset, TARGET_OPSET, f"older than {MIN_OPSET}")
+
+
+def _convert(model: onnx.ModelProto, opset: int, to: int, why: str) -> tuple[onnx.ModelProto, str]:
+    """The model converted to opset `to` with the IR version that opset needs (up or down)."""
     try:
-        converted = onnx.version_converter.convert_version(model, TARGET_OPSET)
-        converted.ir_version = max(
-            converted.ir_version, helper.find_min_ir_version_for(list(converted.opset_import))
-        )
+        converted = onnx.version_converter.convert_version(model, to)
+        needed = helper.find_min_ir_version_for(list(converted.opset_import))
+        converted.ir_version = needed if to < opset else max(converted.ir_version, needed)
     except Exception as exc:
         raise ModelError(
-            f"opset {opset} is older than {MIN_OPSET} and the ONNX version converter failed: "
+            f"opset {opset} is {why} and the ONNX version converter failed: "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from None
-    return converted, f"converted from opset {opset} to {TARGET_OPSET}"
+    return converted, f"converted from opset {opset} to {to} ({why})"
 
 
 def check_ops(model: onnx.ModelProto) -> None:
@@ -279,11 +289,31 @@ def _shapes_from_ort(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProt
     return model
 
 
+MAX_TENSOR_BYTES = 4 * 2**30  # one activation bigger than this is refused before anything runs
+
+
 def validate(model: onnx.ModelProto) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
         raise ModelError(f"invalid ONNX graph: {_first_line(exc)}") from None
+    g = model.graph
+    for vi in [*g.input, *g.value_info, *g.output]:  # static shapes by now (infer_static_shapes)
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            continue
+        try:
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).itemsize
+        except (KeyError, TypeError, ValueError):  # undefined or exotic element type: not sized here
+            continue
+        dims = [d.dim_value for d in tt.shape.dim]
+        size = math.prod(dims) * itemsize
+        if size > MAX_TENSOR_BYTES:
+            raise ModelError(
+                f"tensor {vi.name!r} of shape {'x'.join(map(str, dims))} needs {size / 2**30:.1f} GiB; "
+                f"tensors over {MAX_TENSOR_BYTES // 2**30} GiB are not supported (pin a smaller shape "
+                "with --input-shape)"
+            )
 
 
 COLLECT_AFTER_SLIM_BYTES = 16 * 2**20  # models at least this big are collected after onnxslim
@@ -368,8 +398,8 @@ def initializer_arrays(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first non-empty line, at most 300 characters: its start and its end (onnxruntime puts
+    a C++ signature first and the reason last)."""
     text = str(exc).strip() or type(exc).__name__
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return text[:300]
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
+    return line if len(line) <= 300 else f"{line[:100]} … {line[-190:]}"

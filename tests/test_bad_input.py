@@ -120,6 +120,16 @@ def _cases(tmp: Path) -> dict[str, tuple[Path, list[str]]]:
     c["external_traversal"] = (_external(tmp, "../../etc/passwd"), [])
     c["external_absolute"] = (_external(tmp, "/etc/hostname"), [])
     c["external_offset_past_end"] = (_external(tmp, "w.bin", offset=10_000), [])
+    huge = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "huge",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 100_000, 100_000])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 100_000, 100_000])],
+    )
+    model(
+        "activation_of_112_gib",
+        helper.make_model(huge, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+    )
     tiny = _save(make_tiny_cnn(), tmp / "ok.onnx")
     c["input_shape_unknown_name"] = (tiny, ["--input-shape", "nope=1x3x16x16"])
     c["input_shape_bad_syntax"] = (tiny, ["--input-shape", "x=1xtwox3"])

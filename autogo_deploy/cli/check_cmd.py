@@ -76,8 +76,11 @@ def check(
     """Check MODEL against its latency/energy/power/memory/size budgets on a target."""
     from autogo_deploy import check_output
     from autogo_deploy.checking import run_check
+    from autogo_deploy.cli.outputs import check_outputs
     from autogo_deploy.errors import AutogoError
 
+    inputs = [model, config, baseline, target if target.endswith(".toml") else None]
+    check_outputs(inputs, files=[("--junit", junit), ("--summary", summary)])
     settings = {"max_runs": max_runs, "max_seconds": max_seconds, "batch_runs": batch_runs}
     try:
         report = run_check(
@@ -109,15 +112,9 @@ def check(
 
 
 def _write(path: Path, text: str, *, append: bool) -> None:
-    from autogo_deploy.errors import InputError
+    from autogo_deploy.cli.outputs import write_text
 
-    try:
-        if path.parent and not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a" if append else "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    write_text(path, text, append=append)
 
 
 def _write_error_outputs(exc, model: Path, target: str, junit: Path | None, summary: Path | None) -> None:

@@ -137,6 +137,9 @@ def show_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Print one segment as a small graph: nodes, boundary, shapes, frequency, example sources."""
+    from autogo_deploy.cli.outputs import check_outputs
+
+    check_outputs([db], files=[("--onnx", onnx_out)])
     with _open(db) as sdb:
         rec = sdb.get(segment_id)
         model = rec.model()

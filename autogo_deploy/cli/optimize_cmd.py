@@ -64,7 +64,7 @@ def optimize(
         float,
         typer.Option(help="mutants of at least this many MB wait in temporary files, not in memory"),
     ] = 256.0,
-    time_limit: Annotated[float | None, typer.Option("--time-limit", help="seconds")] = None,
+    time_limit: Annotated[float | None, typer.Option("--time-limit", min=0.0, help="seconds")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     space: Annotated[str | None, typer.Option(help="restrict mutations: nb201")] = None,
     arch: Annotated[str | None, typer.Option(help="NB201 arch string (with --space nb201)")] = None,
@@ -91,12 +91,15 @@ def optimize(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from autogo_deploy import api
-    from autogo_deploy.graph import save_model
+    from autogo_deploy.cli.outputs import check_outputs, write_text
+    from autogo_deploy.graph import save_bytes
     from autogo_deploy.report.optimize_report import build_doc, render_html
 
-    for p in (output, report):
-        if p is not None and p.exists() and p.is_dir():
-            raise typer.BadParameter(f"{p} is a directory")
+    check_outputs(
+        [model, db, target if target.endswith(".toml") else None],
+        files=[("-o", output), ("--report", report)],
+        folders=[("--front", front), ("--checkpoint", checkpoint)],
+    )
     progress = Progress(
         TextColumn("[bold]gen {task.completed}/{task.total}"),
         BarColumn(),
@@ -155,16 +158,13 @@ def optimize(
         )
     best = result.best
     if best and output:
-        import onnx
-
-        save_model(onnx.load_from_string(best.model_bytes), output)
+        save_bytes(best.model_bytes, output)
     if front:
-        front.mkdir(parents=True, exist_ok=True)
         for c in result.search.front:
-            (front / f"{c.cid}.onnx").write_bytes(c.model_bytes)
+            save_bytes(c.model_bytes, front / f"{c.cid}.onnx")
     doc = build_doc(result, output=str(output) if output else None, front_dir=str(front) if front else None)
     if report:
-        report.write_text(render_html(doc))
+        write_text(report, render_html(doc))
     if json_out:
         print_json(doc)
         return

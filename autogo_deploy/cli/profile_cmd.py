@@ -120,9 +120,12 @@ def profile(
     top: Annotated[int, typer.Option(help="rows in the operator tables")] = 10,
 ) -> None:
     """Measure a model on a target: percentiles, top operators, power/energy with their method."""
+    from autogo_deploy.cli.outputs import check_outputs
     from autogo_deploy.report.json_report import profile_document
     from autogo_deploy.target import load_target
 
+    inputs = [model, target if target.endswith(".toml") else None]
+    check_outputs(inputs, files=[("--report", report), ("--markdown", markdown)])
     tgt = load_target(target)
     goal = rel_ci if rel_ci is not None else tgt.protocol.get("rel_ci")
     with err.status(f"measuring {model.name} on {tgt.name}", spinner="dots") as status:
@@ -161,13 +164,9 @@ def profile(
 
 
 def _write(path: Path, text: str) -> None:
-    from autogo_deploy.errors import InputError
+    from autogo_deploy.cli.outputs import write_text
 
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    write_text(path, text)
 
 
 def register(app: typer.Typer) -> None:

@@ -67,6 +67,7 @@ def export(
     """Build a zoo network and write it as an ONNX file."""
     from autogo_deploy import zoo
     from autogo_deploy.errors import InputError
+    from autogo_deploy.graph import save_bytes
 
     kw = {}
     if dataset is not None:
@@ -79,7 +80,7 @@ def export(
         raise InputError(f"output {str(output)!r} is a folder; give a file name such as model.onnx")
     model = zoo.build(name, seed=seed, arch=arch, **kw)
     data = model.SerializeToString()
-    output.write_bytes(data)
+    save_bytes(data, output)
     g = model.graph
     summary = {
         "schema_version": 1,

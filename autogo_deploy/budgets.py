@@ -210,6 +210,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except OSError as exc:
         raise InputError(f"cannot read budgets file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise InputError(f"budgets file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"budgets file {path} is not valid TOML: {exc}") from exc
 

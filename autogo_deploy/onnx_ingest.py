@@ -220,6 +220,11 @@ def pin_input_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, 
         for i, dim in enumerate(ttype.shape.dim):
             if dim.HasField("dim_value") and dim.dim_value > 0:
                 continue
+            if dim.HasField("dim_value"):  # static, but 0 (or negative): an empty tensor
+                raise ModelError(
+                    f"input {vi.name!r} has dimension {i} = {dim.dim_value}: an empty input cannot be "
+                    f"measured; pin a size with --input-shape {vi.name}=…"
+                )
             label = dim.dim_param or "?"
             if i == 0:
                 dim.Clear()
@@ -270,7 +275,9 @@ def _shapes_from_ort(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProt
         if name not in existing:
             probe.graph.output.append(onnx.ValueInfoProto(name=name))
     try:
-        sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # its failure is reported as our one error line, not its log
+        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         feeds = random_inputs(model, seed=0)
         results = sess.run(names, feeds)
     except Exception as exc:
@@ -366,6 +373,7 @@ def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.nda
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3  # a failing run is reported as one error line, not onnxruntime's log
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return sess.run(None, feeds)
 

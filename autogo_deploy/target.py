@@ -39,6 +39,10 @@ DEFAULT_PROTOCOL: dict[str, Any] = {
 }
 _INT_KEYS = ("warmup", "min_runs", "max_runs")
 _FLOAT_KEYS = ("rel_ci", "time_cap_s", "timeout_s")
+# [backend] options the harnesses convert with int()/float()/bool(): checked here, not in the harness
+_BACKEND_INT_KEYS = ("threads", "device_id", "trials", "max_trials_per_task", "tune_seed")
+_BACKEND_FLOAT_KEYS = ("tune_timeout_s",)
+_BACKEND_BOOL_KEYS = ("tune", "fold_bn")
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,38 @@ def _check_protocol(protocol: dict[str, Any], where: str) -> None:
         raise _fail(where, "[protocol] rel_ci is a fraction in (0, 1), e.g. 0.01 for ±1%")
 
 
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float)
+
+
+def _is_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int)
+
+
+def _check_backend(options: dict[str, Any], where: str) -> None:
+    for key in _BACKEND_INT_KEYS:
+        if key in options and not (_is_int(options[key]) and options[key] >= 0):
+            raise _fail(where, f"[backend] {key} must be a non-negative integer, got {options[key]!r}")
+    for key in _BACKEND_FLOAT_KEYS:
+        if key in options and not (_is_number(options[key]) and options[key] > 0):
+            raise _fail(where, f"[backend] {key} must be a positive number, got {options[key]!r}")
+    for key in _BACKEND_BOOL_KEYS:
+        if key in options and not isinstance(options[key], bool):
+            raise _fail(where, f"[backend] {key} must be true or false, got {options[key]!r}")
+
+
+def _check_power(power: dict[str, Any], where: str) -> None:
+    """The modeled-power constants (power.MODELED_DEFAULTS), checked before any harness uses them."""
+    if "tdp_w" in power and not (_is_number(power["tdp_w"]) and power["tdp_w"] > 0):
+        raise _fail(where, f"[power] tdp_w must be a positive number, got {power['tdp_w']!r}")
+    if "cores" in power and not (_is_int(power["cores"]) and power["cores"] >= 1):
+        raise _fail(where, f"[power] cores must be a positive integer, got {power['cores']!r}")
+    if "idle_share" in power and not (_is_number(power["idle_share"]) and 0 <= power["idle_share"] <= 1):
+        raise _fail(where, f"[power] idle_share must be a number in [0, 1], got {power['idle_share']!r}")
+    if "sources" in power and not isinstance(power["sources"], dict):
+        raise _fail(where, "[power] sources must be a table")
+
+
 def parse_target(data: dict[str, Any], *, default_name: str, path: str | None = None) -> Target:
     """Validate a parsed TOML document and build the Target."""
     where = repr(path or default_name)
@@ -162,6 +198,8 @@ def parse_target(data: dict[str, Any], *, default_name: str, path: str | None = 
     device = head.get("device")
     if device not in DEVICES:
         raise _fail(where, f"[target] device must be one of {list(DEVICES)}, got {device!r}")
+    options = dict(data.get("backend", {}))
+    _check_backend(options, where)
     protocol = dict(DEFAULT_PROTOCOL)
     protocol.update(data.get("protocol", {}))
     _check_protocol(protocol, where)
@@ -172,6 +210,7 @@ def parse_target(data: dict[str, Any], *, default_name: str, path: str | None = 
     fallback = power.get("fallback")
     if fallback is not None and fallback not in POWER_METHODS:
         raise _fail(where, f"[power] fallback must be one of {list(POWER_METHODS)}, got {fallback!r}")
+    _check_power(power, where)
     power["method"] = method
     budgets = dict(data.get("budgets", {}))
     for key, value in budgets.items():
@@ -189,7 +228,7 @@ def parse_target(data: dict[str, Any], *, default_name: str, path: str | None = 
         backend=backend,
         device=device,
         description=str(head.get("description", "")),
-        options=dict(data.get("backend", {})),
+        options=options,
         protocol=protocol,
         power=power,
         budgets=budgets,
@@ -204,6 +243,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except OSError as exc:
         raise InputError(f"cannot read target file {str(path)!r}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise InputError(f"target file {str(path)!r} is not UTF-8 text (a target is a TOML file)") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"target file {str(path)!r} is not valid TOML: {exc}") from exc
 

@@ -267,3 +267,24 @@ def test_documented_example_config_parses(tmp_path):
     assert limits(plan)[("latency_p90_ms", "relative")] == 5.0
     settings = gate_settings(plan.gate, {})
     assert settings.fail_alpha == 0.01 and settings.min_batches == 3 and settings.looks == 7
+
+
+def test_non_utf8_config_is_one_input_error(tmp_path, capsys):
+    """A latin-1 or binary --config used to be a UnicodeDecodeError traceback (exit 1)."""
+    from autogo_deploy.cli.app import main
+
+    latin1 = tmp_path / "budgets.toml"
+    latin1.write_bytes("# budgets for the café demo\nlatency_p50_ms = 3\n".encode("latin-1"))
+    with pytest.raises(InputError) as info:
+        collect_budgets("ort-cpu", config_path=latin1)
+    assert info.value.one_line() == f"budgets file {latin1} is not UTF-8 text"
+    assert info.value.exit_code == 2
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "pyproject.toml").write_bytes(b"\x89PNG\r\n\x1a\n\xff\x00")  # found by the upward search
+    with pytest.raises(InputError, match="is not UTF-8 text"):
+        find_config(tmp_path)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not measured: the budgets file is refused first")
+    assert main(["check", str(model), "-t", "ort-cpu", "--config", str(latin1)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: budgets file {latin1} is not UTF-8 text"

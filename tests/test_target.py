@@ -174,3 +174,72 @@ def test_targets_cli_table(monkeypatch):
     assert main(["targets"]) == 0
     out = buffer.getvalue()
     assert "ort-cpu" in out and "ort-cuda" in out
+
+
+def test_non_utf8_target_file_is_one_input_error(tmp_path, capsys):
+    """`-t model.onnx` (a binary file, not a TOML) used to be a UnicodeDecodeError traceback."""
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"\x08\x07\x12\x0bpytorch\xff\xfe\x00\x80graph")
+    with pytest.raises(InputError) as info:
+        load_target(str(model))
+    assert info.value.one_line().startswith(f"target file {str(model)!r} is not UTF-8 text")
+    assert info.value.exit_code == 2
+    latin1 = _write(tmp_path, "", "latin1.toml")
+    latin1.write_bytes((MINIMAL + 'description = "café"\n').encode("latin-1"))
+    with pytest.raises(InputError, match="is not UTF-8 text"):
+        load_target(str(latin1))
+    assert main(["check", str(model), "-t", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: target file") and "is not UTF-8 text" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[power]\ntdp_w = "x"\n', "[power] tdp_w must be a positive number, got 'x'"),
+        ("[power]\ntdp_w = 0\n", "[power] tdp_w must be a positive number, got 0"),
+        ("[power]\ntdp_w = true\n", "[power] tdp_w must be a positive number, got True"),
+        ('[power]\ncores = "64"\n', "[power] cores must be a positive integer, got '64'"),
+        ("[power]\ncores = 6.5\n", "[power] cores must be a positive integer, got 6.5"),
+        ("[power]\ncores = 0\n", "[power] cores must be a positive integer, got 0"),
+        ('[power]\nidle_share = "half"\n', "[power] idle_share must be a number in [0, 1], got 'half'"),
+        ("[power]\nidle_share = 1.5\n", "[power] idle_share must be a number in [0, 1], got 1.5"),
+        ('[power]\nsources = "datasheet"\n', "[power] sources must be a table"),
+        ('[backend]\nthreads = "four"\n', "[backend] threads must be a non-negative integer, got 'four'"),
+        ("[backend]\nthreads = -1\n", "[backend] threads must be a non-negative integer, got -1"),
+        ("[backend]\ndevice_id = 0.5\n", "[backend] device_id must be a non-negative integer, got 0.5"),
+        ('[backend]\ntrials = "2000"\n', "[backend] trials must be a non-negative integer, got '2000'"),
+        ("[backend]\ntune_timeout_s = 0\n", "[backend] tune_timeout_s must be a positive number, got 0"),
+        ('[backend]\ntune = "false"\n', "[backend] tune must be true or false, got 'false'"),
+        ("[backend]\nfold_bn = 1\n", "[backend] fold_bn must be true or false, got 1"),
+    ],
+)
+def test_power_and_backend_value_types_are_checked_on_load(tmp_path, text, message):
+    """A wrong type used to reach the harness and fail there as an environment error (exit 3)."""
+    path = _write(tmp_path, MINIMAL + text)
+    with pytest.raises(InputError) as info:
+        load_target(str(path))
+    assert info.value.one_line().startswith(f"invalid target {str(path)!r}: {message}")
+    assert info.value.exit_code == 2
+
+
+def test_valid_power_and_backend_values_load(tmp_path):
+    text = MINIMAL + (
+        "[backend]\nthreads = 0\ndevice_id = 1\ntune = false\ntune_timeout_s = 30\n\n"
+        '[power]\nmethod = "modeled"\ntdp_w = 65\ncores = 8\nidle_share = 0\n\n'
+        '[power.sources]\ntdp_w = "datasheet"\n'
+    )
+    target = load_target(str(_write(tmp_path, text)))
+    assert target.power == {"method": "modeled", "tdp_w": 65, "cores": 8, "idle_share": 0,
+                            "sources": {"tdp_w": "datasheet"}}  # fmt: skip
+    assert target.options == {"threads": 0, "device_id": 1, "tune": False, "tune_timeout_s": 30}
+
+
+def test_wrong_power_type_is_exit_2_before_any_measuring(tmp_path, capsys):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not measured: the target is refused first")
+    path = _write(tmp_path, MINIMAL + '[power]\nmethod = "modeled"\ntdp_w = "x"\n')
+    assert main(["check", str(model), "-t", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "[power] tdp_w must be a positive number, got 'x'" in err and "Traceback" not in err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -137,28 +139,50 @@ def accuracy_space(predictor, space: str = "nb201", log: Log = None) -> tuple[li
     return archs, acc
 
 
-def read_measurements(path: str | Path) -> list[tuple[str, float]]:
-    """arch_str,latency_ms rows of a CSV (header required)."""
+def _same_value(a: float, b: float) -> bool:
+    """Two measurements of one arch agree (relative difference at most 1e-9)."""
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+
+
+def read_measurements(path: str | Path, log: Log = None) -> list[tuple[str, float]]:
+    """arch_str,latency_ms rows of a CSV (header required), one per arch: a row repeating an earlier
+    arch with the same latency is dropped, one with a different latency is an error."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"measurements file {path} not found")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = set(reader.fieldnames or [])
-        if not {"arch_str", "latency_ms"} <= cols:
-            raise InputError(
-                f"{path} needs columns arch_str,latency_ms (has {', '.join(sorted(cols)) or 'none'})"
-            )
-        out = []
-        for i, row in enumerate(reader, start=2):
-            try:
-                value = float(row["latency_ms"])
-            except (TypeError, ValueError):
-                raise InputError(f"{path}:{i}: latency_ms {row['latency_ms']!r} is not a number") from None
-            out.append((row["arch_str"].strip(), value))
-    if not out:
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: Excel's "CSV UTF-8" starts with a BOM
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    cols = set(reader.fieldnames or [])
+    if not {"arch_str", "latency_ms"} <= cols:
+        raise InputError(
+            f"{path} needs columns arch_str,latency_ms (has {', '.join(sorted(cols)) or 'none'})"
+        )
+    seen: dict[str, tuple[int, float]] = {}  # arch -> (line, latency)
+    duplicates = 0
+    for i, row in enumerate(reader, start=2):
+        try:
+            value = float(row["latency_ms"])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}:{i}: latency_ms {row['latency_ms']!r} is not a number") from None
+        arch = (row["arch_str"] or "").strip()
+        if arch in seen:
+            line, first = seen[arch]
+            if not _same_value(value, first):
+                raise InputError(
+                    f"{path}:{i}: {arch} measured again with latency_ms {value} "
+                    f"(line {line} has {first}); keep one row per arch"
+                )
+            duplicates += 1
+            continue
+        seen[arch] = (i, value)
+    if not seen:
         raise InputError(f"{path} has no rows")
-    return out
+    if duplicates and log:
+        log(f"{path}: {duplicates} duplicate row(s) merged, {len(seen)} distinct archs")
+    return [(arch, value) for arch, (_, value) in seen.items()]
 
 
 def fit_nb201_embedding(
@@ -166,12 +190,20 @@ def fit_nb201_embedding(
 ) -> TargetEmbedding:
     """Fit a target from measured NB201 archs. `features` names the op-count features the
     least-squares candidate uses (fewshot.fit_embedding): COUNT_FEATURES (from the ONNX graph; the
-    head then applies to any graph) or NB201_FEATURES (the arch string's edge ops; NB201 archs only)."""
+    head then applies to any graph) or NB201_FEATURES (the arch string's edge ops; NB201 archs only).
+    The fit sees each arch once (a twin would sit in both folds of its leave-one-out CV)."""
     from autogo_deploy.predictor.arch_graphs import nb201_tensors
     from autogo_deploy.predictor.datasets import reference_archs
 
-    archs = [a for a, _ in measurements]
-    y = np.array([v for _, v in measurements], np.float64)
+    distinct: dict[str, float] = {}
+    for a, v in measurements:
+        if a in distinct and not _same_value(v, distinct[a]):
+            raise InputError(f"arch {a} has two different latencies: {distinct[a]} and {v} ms")
+        distinct.setdefault(a, v)
+    if len(distinct) < 3:
+        raise InputError(f"need at least 3 distinct reference archs, got {len(distinct)}")
+    archs = list(distinct)
+    y = np.array(list(distinct.values()), np.float64)
     graphs = [nb201_tensors(a) for a in archs]  # validates every arch string
     basis = predictor.basis(graphs)
     x = nb201_count_features(archs, basis) if features == NB201_FEATURES else count_features(graphs, basis)
@@ -195,7 +227,7 @@ def fewshot_space(predictor, measurements_csv, space: str = "nb201", log: Log = 
     measurements are of the PyTorch cells, so the least-squares candidate counts the arch's edge ops)."""
     check_space(space)
     emb = fit_nb201_embedding(
-        predictor, read_measurements(measurements_csv), name=Path(measurements_csv).stem,
+        predictor, read_measurements(measurements_csv, log), name=Path(measurements_csv).stem,
         features=NB201_FEATURES,
     )  # fmt: skip
     archs, graphs = nb201_all_graphs(log)

@@ -140,3 +140,24 @@ def test_lsq_weights_stay_small_on_collinear_nb201_like_counts():
         w = lsq_weights(x[:10], y[:10])
         assert np.max(np.abs(w)) < 50
         assert np.max(np.abs((w[0] + x[10:] @ w[1:]) / truth[10:] - 1)) < 0.05
+
+
+@needs_data
+def test_fit_nb201_embedding_sees_each_arch_once(tiny_checkpoint):
+    """Twins would sit in both folds of the leave-one-out CV that picks basis vs lsq: they are merged
+    (exact) or refused (different latencies), and fewer than 3 distinct archs are refused."""
+    from autogo_deploy.predictor.datasets import reference_archs
+    from autogo_deploy.predictor.inference import Predictor
+    from autogo_deploy.predictor.tasks import fit_nb201_embedding
+
+    pred = Predictor(tiny_checkpoint)
+    refs = list(reference_archs("nb201"))
+    rows = [(a, 1.0 + 0.1 * i) for i, a in enumerate(refs)]
+    once = fit_nb201_embedding(pred, rows, "once")
+    twice = fit_nb201_embedding(pred, rows + rows[::-1], "twice")
+    assert twice.fit["n"] == 10 and twice.fit["reference_archs_used"] == 10
+    assert twice.z_latency == once.z_latency and twice.fit == once.fit and twice.reference == once.reference
+    with pytest.raises(InputError, match="has two different latencies: 1.0 and 1.5 ms"):
+        fit_nb201_embedding(pred, [*rows, (refs[0], 1.5)], "conflict")
+    with pytest.raises(InputError, match="need at least 3 distinct reference archs, got 2"):
+        fit_nb201_embedding(pred, rows[:2] * 5, "two")

@@ -88,9 +88,18 @@ class Target:
 
     def with_protocol(self, **overrides: Any) -> Target:
         """A copy with some protocol values replaced (None values are ignored), validated."""
+        given = {k: v for k, v in overrides.items() if v is not None}
         protocol = dict(self.protocol)
-        protocol.update({k: v for k, v in overrides.items() if v is not None})
-        _check_protocol(protocol, self.name)
+        protocol.update(given)
+        if "max_runs" in given and "min_runs" not in given and isinstance(given["max_runs"], int):
+            # a cap below the target's minimum lowers the minimum with it (--max-runs 20 on ort-cpu,
+            # whose min_runs is 50), instead of failing on a number the user did not give
+            protocol["min_runs"] = max(1, min(int(protocol["min_runs"]), given["max_runs"]))
+        try:
+            _check_protocol(protocol, self.name)
+        except InputError as exc:  # name the flags, not the packaged target file
+            flags = ", ".join(f"{k}={v}" for k, v in given.items())
+            raise InputError(f"{exc.message.split(': ', 1)[-1]} (given: {flags})") from None
         return Target(
             name=self.name,
             backend=self.backend,

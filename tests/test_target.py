@@ -243,3 +243,16 @@ def test_wrong_power_type_is_exit_2_before_any_measuring(tmp_path, capsys):
     assert main(["check", str(model), "-t", str(path)]) == 2
     err = capsys.readouterr().err
     assert "[power] tdp_w must be a positive number, got 'x'" in err and "Traceback" not in err
+
+
+def test_protocol_overrides_lower_min_runs_with_a_cap_and_name_the_flags():
+    from autogo_deploy.target import load_target
+
+    tgt = load_target("ort-cpu")
+    assert tgt.protocol["min_runs"] > 20
+    capped = tgt.with_protocol(max_runs=20)
+    assert capped.protocol["max_runs"] == 20 and capped.protocol["min_runs"] == 20
+    assert tgt.with_protocol(max_runs=20, min_runs=5).protocol["min_runs"] == 5
+    with pytest.raises(InputError) as info:
+        tgt.with_protocol(min_runs=0)
+    assert "(given: min_runs=0)" in info.value.message and "invalid target" not in info.value.message

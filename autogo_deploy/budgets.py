@@ -159,6 +159,8 @@ def parse_value(metric_name: str, value: Any, *, source: str = "") -> Budget | N
 
 def _parse_number(spec: Metric, text: str, where: str) -> float:
     match = _NUMBER.match(text)
+    if not match and _NUMBER.match(text.lstrip("-")) and text.startswith("-"):
+        raise InputError(f"budget {spec.name}{where}: limit must be >= 0, got {text!r}")
     if not match:
         raise InputError(
             f"budget {spec.name}{where}: cannot read {text!r}",

@@ -53,6 +53,7 @@ def test_parse_value_none_removes():
         ("params", "5X", "unknown suffix"),
         ("latency_p50_ms", "fast", "cannot read"),
         ("latency_p50_ms", -1, ">= 0"),
+        ("latency_p50_ms", "-1", "limit must be >= 0"),
         ("latency_p50_ms", float("inf"), ">= 0"),
         ("latency_p50_ms", True, "expected a number"),
         ("latency_p50_ms", [1], "expected a number"),

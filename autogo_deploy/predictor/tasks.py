@@ -135,6 +135,8 @@ def check_space(space: str) -> str:
 def accuracy_space(predictor, space: str = "nb201", log: Log = None) -> tuple[list[str], np.ndarray]:
     check_space(space)
     archs, graphs = nb201_all_graphs(log)
+    if log:
+        log(f"predicting the accuracy of {len(archs):,} archs (~10-30 s)")
     acc, _ = predictor.raw(graphs)
     return archs, acc
 
@@ -231,6 +233,8 @@ def fewshot_space(predictor, measurements_csv, space: str = "nb201", log: Log = 
         features=NB201_FEATURES,
     )  # fmt: skip
     archs, graphs = nb201_all_graphs(log)
+    if log:
+        log(f"predicting the latency of {len(archs):,} archs (~10-30 s)")
     basis = predictor.basis(graphs)
     lat = basis @ np.asarray(emb.z_latency)
     if emb.head_applies(NB201_FEATURES):  # as Predictor.latency: G · z where the linear head gives <= 0

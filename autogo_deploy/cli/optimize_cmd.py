@@ -108,21 +108,25 @@ def optimize(
         TimeRemainingColumn(),
         console=err,
         transient=False,
+        disable=not err.is_terminal,  # a log file gets plain lines instead (below)
     )
     task = progress.add_task("search", total=generations, info="starting")
 
     def on_generation(entry: dict) -> None:
-        progress.update(
-            task,
-            completed=entry["generation"],
-            info=(
-                f"{entry['new_valid']} new, {entry['candidates_per_s']:.2f} cand/s, best "
-                f"{entry['best_cost']:.4g} ({'measured' if entry['best_measured'] else 'predicted'})"
-            ),
+        info = (
+            f"{entry['new_valid']} new, {entry['candidates_per_s']:.2f} cand/s, best "
+            f"{entry['best_cost']:.4g} ({'measured' if entry['best_measured'] else 'predicted'})"
         )
+        progress.update(task, completed=entry["generation"], info=info)
+        if not err.is_terminal:
+            err.print(
+                f"gen {entry['generation']}/{generations}: {info}, {entry['elapsed_s']:.0f} s", soft_wrap=True
+            )
 
     def on_status(msg: str) -> None:
         progress.update(task, info=msg)
+        if not err.is_terminal:
+            err.print(msg, soft_wrap=True)
 
     overrides = {"max_runs": max_runs} if max_runs else None
     with progress:

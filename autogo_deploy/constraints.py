@@ -73,8 +73,10 @@ def parse_budgets(items: list[str] | None) -> Budgets:
                 number = float(value)
             except ValueError:
                 raise InputError(f"budget {key} needs a number, got {value!r}") from None
-            if number < 0:
-                raise InputError(f"budget {key} must be >= 0, got {number}")
+            if number < 0 or (number == 0 and key not in ("acc_drop", "depth_drop")):
+                # a zero latency/energy/size limit can never be met: the whole search would run for
+                # nothing (acc_drop=0 and depth_drop=0 mean "none lost", and are fine)
+                raise InputError(f"budget {key} must be > 0, got {value!r}")
             if key == "depth_drop" and number > 1:
                 raise InputError(f"budget depth_drop is a share of the input's depth (0 to 1), got {number}")
             limits[key] = number

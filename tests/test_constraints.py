@@ -14,7 +14,10 @@ def test_parse_and_defaults():
     assert parse_budgets(None).acc_drop == 0.0
 
 
-@pytest.mark.parametrize("bad", ["latency=3", "latency_ms", "latency_ms=fast", "params=-1", "depth_drop=1.5"])
+@pytest.mark.parametrize(
+    "bad",
+    ["latency=3", "latency_ms", "latency_ms=fast", "params=-1", "depth_drop=1.5", "latency_ms=0", "macs=0"],
+)
 def test_bad_budgets_are_input_errors(bad):
     with pytest.raises(InputError):
         parse_budgets([bad])
@@ -38,3 +41,9 @@ def test_objective_names():
     assert check_objective("energy") == "energy"
     with pytest.raises(InputError, match="valid: latency, energy, macs"):
         check_objective("speed")
+
+
+def test_zero_is_a_budget_only_for_what_may_not_be_lost():
+    assert parse_budgets(["acc_drop=0 depth_drop=0"]).limits == {"acc_drop": 0.0, "depth_drop": 0.0}
+    with pytest.raises(InputError, match="must be > 0"):
+        parse_budgets(["energy_mj=0"])

@@ -375,7 +375,8 @@ def optimize(
     if head_to_head_rounds and result.best is not None:
         from autogo_deploy.headtohead import confirm_best
 
-        status("head-to-head: the input and the result measured in alternating rounds")
+        if not (result.search.baseline.measured or {}).get("deterministic"):  # else it is skipped
+            status("head-to-head: the input and the result measured in alternating rounds")
         try:
             h2h = confirm_best(
                 result,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autogo_deploy.candidate import Candidate, candidate_id
-from autogo_deploy.constraints import Budgets, check_objective, parse_budgets
+from autogo_deploy.constraints import DEFAULT_DEPTH_DROP, Budgets, check_objective, parse_budgets
 from autogo_deploy.errors import InputError, MeasurementFailed
 from autogo_deploy.search import Search, SearchConfig, SearchResult
 
@@ -254,6 +254,8 @@ def optimize(
     if head_to_head_rounds < 0 or head_to_head_rounds == 1:
         raise InputError(f"--head-to-head takes 0 (off) or at least 2 rounds, got {head_to_head_rounds}")
     budgets = budgets if isinstance(budgets, Budgets) else parse_budgets(budgets)
+    if space is None:  # the accuracy head extrapolates outside NB201: a depth leash by default
+        budgets = budgets.with_default("depth_drop", DEFAULT_DEPTH_DROP)
     objective = check_objective(objective)
     tgt = load_target(target)
     ok, reason = tgt.available()
@@ -375,7 +377,7 @@ def optimize(
     if head_to_head_rounds and result.best is not None:
         from autogo_deploy.headtohead import confirm_best
 
-        if not (result.search.baseline.measured or {}).get("deterministic"):  # else it is skipped
+        if not (result.baseline.measured or {}).get("deterministic"):  # else it is skipped
             status("head-to-head: the input and the result measured in alternating rounds")
         try:
             h2h = confirm_best(

@@ -33,9 +33,21 @@ OBJECTIVES = ("latency", "energy", "macs", "accuracy")
 ACC_TOLERANCE_PP = 1e-4
 
 
+# Outside the NB201 space the accuracy head extrapolates and cannot see what removing layers costs,
+# so `optimize` keeps at least 90% of the input's depth unless told otherwise (--budget depth_drop=1)
+DEFAULT_DEPTH_DROP = 0.1
+
+
 @dataclass
 class Budgets:
     limits: dict[str, float] = field(default_factory=dict)
+    defaulted: tuple[str, ...] = ()  # keys the tool set, not the user (the report says which)
+
+    def with_default(self, key: str, value: float) -> Budgets:
+        """A copy with `key` set to `value` unless the user gave it."""
+        if key in self.limits:
+            return self
+        return Budgets({**self.limits, key: value}, (*self.defaulted, key))
 
     @property
     def acc_drop(self) -> float:

@@ -136,7 +136,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "power_method": bm.get("power_method"),
         "emitted": best is not None,
         "acc_drop": args.acc_drop,
-        "depth_drop_budget": args.depth_drop,
+        "depth_drop_budget": res.budgets.limits.get("depth_drop"),  # the tool's default included
         "baseline_depth": base.depth,
         "generations": args.generations,
         "generations_run": len(res.search.history),
@@ -304,7 +304,10 @@ def main() -> None:
     ap.add_argument("--max-runs", type=int, default=40)
     ap.add_argument("--acc-drop", type=float, default=0.0)
     ap.add_argument(
-        "--depth-drop", type=float, default=None, help="depth_drop budget (share), off by default"
+        "--depth-drop",
+        type=float,
+        default=None,
+        help="depth_drop budget (share); default: the tool's (constraints.DEFAULT_DEPTH_DROP), 1 lifts it",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--nb201-ground-truth", action="store_true")

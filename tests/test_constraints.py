@@ -47,3 +47,12 @@ def test_zero_is_a_budget_only_for_what_may_not_be_lost():
     assert parse_budgets(["acc_drop=0 depth_drop=0"]).limits == {"acc_drop": 0.0, "depth_drop": 0.0}
     with pytest.raises(InputError, match="must be > 0"):
         parse_budgets(["energy_mj=0"])
+
+
+def test_a_default_budget_never_overrides_the_users():
+    from autogo_deploy.constraints import DEFAULT_DEPTH_DROP
+
+    b = parse_budgets(["latency_ms=8"]).with_default("depth_drop", DEFAULT_DEPTH_DROP)
+    assert b.limits["depth_drop"] == DEFAULT_DEPTH_DROP and b.defaulted == ("depth_drop",)
+    lifted = parse_budgets(["depth_drop=1"]).with_default("depth_drop", DEFAULT_DEPTH_DROP)
+    assert lifted.limits["depth_drop"] == 1.0 and lifted.defaulted == ()

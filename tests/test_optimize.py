@@ -61,6 +61,7 @@ def test_optimize_cli_nb201_space(tmp_path, capsys):
     assert doc["predictor"]["accuracy_source"].startswith("predicted")
     # NB201 cell networks are what the accuracy head learnt from: no extrapolation note
     assert doc["predictor"]["accuracy_in_distribution"] is True and doc["accuracy_note"] is None
+    assert doc["budgets_by_default"] == [] and "depth_drop" not in doc["budgets"]  # no leash in NB201
     if doc["best"]:
         best = doc["best"]
         assert best["measured"]["latency_ms"] < base["measured"]["latency_ms"]

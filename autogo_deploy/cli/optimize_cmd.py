@@ -197,6 +197,9 @@ def _render(doc: dict) -> None:
             _f(c["predicted_acc_delta"]),
         )
     out.print(t)
+    if doc.get("budgets_by_default"):
+        given = ", ".join(f"{k}={doc['budgets'][k]:g}" for k in doc["budgets_by_default"])
+        out.print(f"[dim]default budget(s): {given} (override with --budget KEY=VALUE)[/dim]")
     imp = doc.get("improvement")
     if imp:
         out.print(

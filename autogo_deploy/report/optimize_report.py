@@ -19,8 +19,8 @@ EXTRAPOLATED = (
     "the predicted accuracy change is an extrapolation: the accuracy head learnt from NAS-Bench cell "
     "networks, and this network is not one (only --space nb201 stays inside them); on zoo networks its "
     "ordering is wrong (it predicts ResNet-18 above ResNet-101 above ResNet-50), so it cannot see what "
-    "removing layers costs. Keep depth with --budget depth_drop=0, or score candidates on your own data "
-    "with --evaluator"
+    "removing layers costs. That is why at most 10% of the input's depth may go by default (depth_drop=0.1); "
+    "--budget depth_drop=0 keeps all of it, and --evaluator scores candidates on your own data"
 )
 
 
@@ -63,6 +63,7 @@ def build_doc(result, *, output: str | None = None, front_dir: str | None = None
         "target": result.target,
         "objective": result.objective,
         "budgets": result.budgets.to_dict(),
+        "budgets_by_default": list(getattr(result.budgets, "defaulted", ())),
         "space": result.space,
         "stopped": s.stopped,
         "elapsed_s": round(s.elapsed_s, 2),
@@ -236,7 +237,7 @@ def render_html(doc: dict) -> str:
 td,th{{border:1px solid #dde;padding:3px 8px}}td.num{{text-align:right}}.muted{{color:#667}}
 .notice{{background:#fff6e0;padding:8px;border:1px solid #eed}}</style></head>
 <body data-plots-drawn="1"><h1>optimize: {html.escape(doc["input"])} on {html.escape(doc["target"])}</h1>
-<p class=muted>objective {html.escape(doc["objective"])} ({key}); budgets {html.escape(json.dumps(doc["budgets"]))};
+<p class=muted>objective {html.escape(doc["objective"])} ({key}); budgets {html.escape(json.dumps(doc["budgets"]))}{_defaulted(doc)};
 stopped: {html.escape(doc["stopped"])}; {doc["candidates_evaluated"]} candidates in {doc["elapsed_s"]} s</p>
 {summary}
 <table><tr><th></th><th>p50 ms (measured)</th><th>energy mJ</th><th>power method</th><th>MACs</th>
@@ -274,3 +275,8 @@ def _pct(v) -> str:
 
 def _accuracy_note(note: str | None) -> str:
     return f"<p class=notice><b>Accuracy:</b> {html.escape(note)}</p>" if note else ""
+
+
+def _defaulted(doc: dict) -> str:
+    keys = doc.get("budgets_by_default") or []
+    return f" ({html.escape(', '.join(keys))} by default)" if keys else ""

@@ -37,6 +37,9 @@ def test_the_optimize_report_counts_the_structure_of_input_and_result(small_db_p
     assert doc["baseline"]["depth"] == 18 and doc["baseline"]["depth_drop"] == 0.0
     assert doc["best"]["depth"] == st["best"]["depth"]
     assert doc["best"]["depth_drop"] == 1 - st["best"]["depth"] / 18
+    # outside the NB201 space at most 10% of the depth may go unless the user says otherwise
+    assert doc["budgets"]["depth_drop"] == 0.1 and doc["budgets_by_default"] == ["depth_drop"]
+    assert st["best"]["depth"] >= 17
     page = render_html(doc)
     assert f"depth 18 → {st['best']['depth']} (exact)" in page
     # a zoo network is outside the accuracy head's training families: said in JSON and on the page

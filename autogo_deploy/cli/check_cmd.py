@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from autogo_deploy.cli.common import err, out, parse_input_shapes, print_json
+from autogo_deploy.cli.outputs import check_outputs, write_text
 
 
 def check(
@@ -76,7 +77,6 @@ def check(
     """Check MODEL against its latency/energy/power/memory/size budgets on a target."""
     from autogo_deploy import check_output
     from autogo_deploy.checking import run_check
-    from autogo_deploy.cli.outputs import check_outputs
     from autogo_deploy.errors import AutogoError
 
     inputs = [model, config, baseline, target if target.endswith(".toml") else None]
@@ -101,20 +101,14 @@ def check(
         raise
     doc = report.to_dict()
     if junit is not None:
-        _write(junit, check_output.junit_xml(doc), append=False)
+        write_text(junit, check_output.junit_xml(doc), append=False)
     if summary is not None:
-        _write(summary, check_output.markdown(doc), append=True)
+        write_text(summary, check_output.markdown(doc), append=True)
     if json_out:
         print_json(doc)
     else:
         check_output.render_table(doc, out)
     raise typer.Exit(report.exit_code)
-
-
-def _write(path: Path, text: str, *, append: bool) -> None:
-    from autogo_deploy.cli.outputs import write_text
-
-    write_text(path, text, append=append)
 
 
 def _write_error_outputs(exc, model: Path, target: str, junit: Path | None, summary: Path | None) -> None:
@@ -131,7 +125,7 @@ def _write_error_outputs(exc, model: Path, target: str, junit: Path | None, summ
         root = ET.Element("testsuites", name="autogo-deploy", tests="1", failures="0", errors="1")
         root.append(suite)
         try:
-            _write(
+            write_text(
                 junit,
                 '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n",
                 append=False,
@@ -141,7 +135,7 @@ def _write_error_outputs(exc, model: Path, target: str, junit: Path | None, summ
     if summary is not None:
         text = f"### ⛔ autogo-deploy check: ERROR — `{model}` on `{target}`\n\n{line} (exit {exc.exit_code})\n\n"
         try:
-            _write(summary, text, append=True)
+            write_text(summary, text, append=True)
         except Exception:
             pass
 

@@ -161,13 +161,13 @@ def fewshot_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Predict the latency of every arch of a space on a device known only by its reference latencies."""
-    from autogo_deploy.cli.outputs import check_outputs
-    from autogo_deploy.predictor.tasks import check_space, fewshot_space
+    from autogo_deploy.cli.outputs import check_outputs, write_text
+    from autogo_deploy.predictor.tasks import check_space, csv_text, fewshot_space
 
     check_space(space)
     check_outputs([measurements], files=[("--out", output)])
     archs, pred, emb = fewshot_space(_predictor(checkpoint), measurements, space, log=_log)
-    _write_csv(output, ("arch_str", "predicted_latency_ms"), zip(archs, pred, strict=True))
+    write_text(output, csv_text(("arch_str", "predicted_latency_ms"), zip(archs, pred, strict=True)))
     doc = {"out": str(output), "rows": len(archs), "embedding": emb.to_dict(), "source": "predicted"}
     if json_out:
         print_json(doc)
@@ -183,27 +183,17 @@ def accuracy_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Predicted CIFAR-10 accuracy of every arch of a space."""
-    from autogo_deploy.cli.outputs import check_outputs
-    from autogo_deploy.predictor.tasks import accuracy_space, check_space
+    from autogo_deploy.cli.outputs import check_outputs, write_text
+    from autogo_deploy.predictor.tasks import accuracy_space, check_space, csv_text
 
     check_space(space)
     check_outputs([], files=[("--out", output)])
     archs, acc = accuracy_space(_predictor(checkpoint), space, log=_log)
-    _write_csv(output, ("arch_str", "predicted_cifar10_acc"), zip(archs, acc, strict=True))
+    write_text(output, csv_text(("arch_str", "predicted_cifar10_acc"), zip(archs, acc, strict=True)))
     if json_out:
         print_json({"out": str(output), "rows": len(archs), "source": "predicted"})
     else:
         out.print(f"wrote {len(archs)} predicted accuracies to {output}")
-
-
-def _write_csv(path: Path, header: tuple[str, str], rows) -> None:
-    from autogo_deploy.errors import InputError
-    from autogo_deploy.predictor.tasks import write_csv
-
-    try:
-        write_csv(path, header, rows)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from autogo_deploy.cli.common import err, human, out, parse_input_shapes, print_json
+from autogo_deploy.cli.outputs import check_outputs, write_text
 
 
 def _progress_text(event: dict[str, Any], rel_goal: float | None) -> str:
@@ -120,7 +121,6 @@ def profile(
     top: Annotated[int, typer.Option(help="rows in the operator tables")] = 10,
 ) -> None:
     """Measure a model on a target: percentiles, top operators, power/energy with their method."""
-    from autogo_deploy.cli.outputs import check_outputs
     from autogo_deploy.report.json_report import profile_document
     from autogo_deploy.target import load_target
 
@@ -150,23 +150,17 @@ def profile(
     if report is not None:
         from autogo_deploy.report.html import render_profile_html
 
-        _write(report, render_profile_html(doc))
+        write_text(report, render_profile_html(doc))
         err.print(f"HTML report written to {report}")
     if markdown is not None:
         from autogo_deploy.report.markdown import render_profile_markdown
 
-        _write(markdown, render_profile_markdown(doc, top=top))
+        write_text(markdown, render_profile_markdown(doc, top=top))
         err.print(f"markdown summary written to {markdown}")
     if json_out:
         print_json(doc)
     else:
         _render(doc, top)
-
-
-def _write(path: Path, text: str) -> None:
-    from autogo_deploy.cli.outputs import write_text
-
-    write_text(path, text)
 
 
 def register(app: typer.Typer) -> None:

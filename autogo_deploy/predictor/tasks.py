@@ -273,15 +273,14 @@ def calibrate(predictor, target: str, *, measure_kw: dict | None = None, log: Lo
     return emb
 
 
-def write_csv(path: str | Path, header: tuple[str, str], rows) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        for a, v in rows:
-            w.writerow([a, f"{float(v):.6g}"])
-    return path
+def csv_text(header: tuple[str, str], rows) -> str:
+    """The CSV document (header + arch,value rows, values to 6 significant digits)."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(header)
+    for a, v in rows:
+        w.writerow([a, f"{float(v):.6g}"])
+    return buf.getvalue()
 
 
 def rank_metrics(pred, true) -> dict:

@@ -86,6 +86,7 @@ class MeasurementStore:
             self._migrate_v1()
         elif row[0] != str(SCHEMA_VERSION):
             raise DatabaseError(f"{self.path} has schema {row[0]}, expected {SCHEMA_VERSION}")
+        self._drop_v1_tensors()
 
     def _migrate_v1(self) -> None:
         from autogo_deploy.predictor.arch_graphs import nb201_specs
@@ -102,6 +103,14 @@ class MeasurementStore:
             )
         self.db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
         self.db.commit()
+
+    def _drop_v1_tensors(self) -> None:
+        """Version 1's `tensors BLOB NOT NULL` column: nothing reads it, and left in place (as the first
+        migration did) it made every new row fail its NOT NULL constraint."""
+        cols = [r[1] for r in self.db.execute("PRAGMA table_info(measurements)")]
+        if "tensors" in cols:
+            self.db.execute("ALTER TABLE measurements DROP COLUMN tensors")
+            self.db.commit()
 
     def close(self) -> None:
         self.db.close()

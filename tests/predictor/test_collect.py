@@ -92,3 +92,32 @@ def test_drift_corrected_collection_shares_one_nominal_and_refuses_mixing(tmp_pa
     with pytest.raises(InputError, match="without drift correction"):
         C.collect("ort-cpu", "nb201", 1, store=plain, measure_kw=kw, drift_correct=True)
     plain.close()
+
+
+def test_schema_1_database_is_migrated_and_takes_new_rows(tmp_path, fake_measure):
+    """A version-1 store (feature tensors, no specs) is migrated: specs rebuilt, and new rows insert."""
+    path = tmp_path / "v1.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES('schema', '1');"
+        "CREATE TABLE measurements(id INTEGER PRIMARY KEY, target TEXT NOT NULL, space TEXT NOT NULL,"
+        " key TEXT NOT NULL, model_sha256 TEXT NOT NULL, latency_ms REAL NOT NULL, mean_ms REAL, p90_ms REAL,"
+        " ci95_rel REAL, runs INTEGER, energy_mj REAL, power_method TEXT, macs INTEGER, nodes INTEGER,"
+        " tensors BLOB NOT NULL, method TEXT, env TEXT, created TEXT NOT NULL, UNIQUE(target, space, key));"
+    )
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+    db.execute(
+        "INSERT INTO measurements(target, space, key, model_sha256, latency_ms, tensors, created)"
+        " VALUES ('ort-cpu', 'nb201', ?, 'x', 0.5, x'00', 'then')",
+        (arch,),
+    )
+    db.commit()
+    db.close()
+    store = C.MeasurementStore(path)
+    assert [r["key"] for r in store.rows()] == [arch]
+    assert store.rows()[0]["graph"].num_nodes > 10
+    stats = C.collect("ort-cpu", "nb201", 2, store=store, retries=0)
+    assert stats["measured"] >= 1 and len(store.rows()) == 1 + stats["measured"]
+    store.close()
+    C.MeasurementStore(path).close()  # reopening the migrated store is a no-op

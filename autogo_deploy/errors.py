@@ -72,3 +72,11 @@ class ResolveRejected(AutogoError):
     """A mutant could not be made valid (MILP infeasible/timeout); never shown as a crash."""
 
     exit_code = EXIT_INTERNAL
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line, at most 300 characters: its start and its end (onnxruntime puts
+    a C++ signature first and the reason last)."""
+    text = str(exc).strip() or type(exc).__name__
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
+    return line if len(line) <= 300 else f"{line[:100]} … {line[-190:]}"

@@ -18,8 +18,9 @@ import onnx
 from onnx import helper
 
 from autogo_deploy import onnx_ingest as ingest
-from autogo_deploy.errors import InputError, ModelError
+from autogo_deploy.errors import InputError, ModelError, first_line
 from autogo_deploy.node_features import Node, describe
+from autogo_deploy.onnx_run import check_equivalent
 from autogo_deploy.topo import canonical_order
 
 __all__ = ["Graph", "Node", "from_verified", "load"]
@@ -47,7 +48,7 @@ def load(
     try:
         onnx.checker.check_model(model, full_check=False)
     except Exception as exc:
-        raise ModelError(f"invalid ONNX graph: {ingest._first_line(exc)}") from None
+        raise ModelError(f"invalid ONNX graph: {first_line(exc)}") from None
     original = model
     if cleanup or fold_bn:
         model = ingest.cleanup(model, fold_bn=fold_bn)
@@ -55,7 +56,7 @@ def load(
     model = ingest.infer_static_shapes(model)
     ingest.validate(model)
     if verify and (cleanup or fold_bn):
-        diff = ingest.check_equivalent(ingest.infer_static_shapes(original), model)
+        diff = check_equivalent(ingest.infer_static_shapes(original), model)
         notes.append(f"cleanup verified on random inputs (max abs diff {diff:.2e})")
     return Graph(model, source_path=path, notes=notes)
 

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx.shape_inference import C as shape_inference_c  # onnx is pinned (pyproject): its C++ pass
 
-from autogo_deploy.errors import InputError, ResolveRejected
+from autogo_deploy.errors import InputError, ResolveRejected, first_line
 from autogo_deploy.materialise import materialise
 from autogo_deploy.resolve import Resolution, resolve
 from autogo_deploy.resolve_ops import Segment, Unsupported, analyse
@@ -129,7 +129,7 @@ def apply(
     except Unsupported as exc:
         return Rejection(str(exc), "analyse", timings_ms=_lap(timings, "analyse", clock), code=exc.code)
     except Exception as exc:  # a malformed replacement must not crash the caller
-        why = f"cannot analyse the replacement: {type(exc).__name__}: {_first_line(exc)}"
+        why = f"cannot analyse the replacement: {type(exc).__name__}: {first_line(exc)}"
         return Rejection(why, "analyse", timings_ms=_lap(timings, "analyse", clock), code="unsupported")
     weights = cost_weights or {}
     if not 0.0 < cost_target <= 4.0:
@@ -151,7 +151,7 @@ def apply(
             )
         except Exception as exc:  # a resolver bug: reported as such, never raised to the caller
             res = Resolution(
-                False, f"internal: {type(exc).__name__}: {_first_line(exc)}", None, code="internal"
+                False, f"internal: {type(exc).__name__}: {first_line(exc)}", None, code="internal"
             )
         tried += 1
         first = first or res
@@ -172,7 +172,7 @@ def apply(
     try:
         new_seg, fresh, inherited = materialise(seg, res.plan, graph, members, seed)
     except Exception as exc:
-        why = f"materialise failed: {type(exc).__name__}: {_first_line(exc)}"
+        why = f"materialise failed: {type(exc).__name__}: {first_line(exc)}"
         return Rejection(why, "materialise", res.certificate, timings)
     _lap(timings, "materialise", clock)
     try:
@@ -185,7 +185,7 @@ def apply(
         data = shape_inference_c.infer_shapes(model.SerializeToString(), False, True, False)
         model = onnx.load_from_string(data)
     except Exception as exc:  # splice/inference failure on a resolved plan is a rejection, recorded
-        return Rejection(f"splice failed: {_first_line(exc)}", "splice", res.certificate, timings)
+        return Rejection(f"splice failed: {first_line(exc)}", "splice", res.certificate, timings)
     _lap(timings, "splice", clock)
     changes = _changes(seg, res.plan, members, b_ins, b_outs, graph, inherited, reference_macs, align)
     if merged:
@@ -263,7 +263,7 @@ def verify_model(model: onnx.ModelProto, io: dict, *, seed: int = 0, data: bytes
     try:
         onnx.checker.check_model(data, full_check=True)
     except Exception as exc:
-        return f"onnx checker: {_first_line(exc)}"
+        return f"onnx checker: {first_line(exc)}"
     got = io_signature(model)
     if got != io:
         return f"input/output signature changed: {got} != {io}"
@@ -283,18 +283,13 @@ def verify_model(model: onnx.ModelProto, io: dict, *, seed: int = 0, data: bytes
         sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         results = sess.run(None, feeds)
     except Exception as exc:
-        return f"onnxruntime: {_first_line(exc)}"
+        return f"onnxruntime: {first_line(exc)}"
     for (name, elem, shape), value in zip(io["outputs"], results, strict=True):
         if tuple(value.shape) != shape or value.dtype != onnx.helper.tensor_dtype_to_np_dtype(elem):
             return f"output {name}: got {value.dtype}{tuple(value.shape)}, expected {shape}"
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             return f"output {name} is not finite on random input"
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
 
 
 def _changes(seg, plan, members, ins, outs, graph, inherited, reference_macs, align) -> dict:

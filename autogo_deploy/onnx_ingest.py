@@ -15,7 +15,7 @@ import onnx
 import onnx.version_converter
 from onnx import TensorProto, helper, numpy_helper
 
-from autogo_deploy.errors import DynamicShapeError, ModelError, UnsupportedOpError
+from autogo_deploy.errors import DynamicShapeError, ModelError, UnsupportedOpError, first_line
 
 MIN_OPSET = 13
 TARGET_OPSET = 17  # what older models are converted to
@@ -251,7 +251,7 @@ def infer_static_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:
-        raise ModelError(f"shape inference failed: {_first_line(exc)}") from None
+        raise ModelError(f"shape inference failed: {first_line(exc)}") from None
     known = {vi.name: vi for vi in list(model.graph.value_info) + list(model.graph.output)}
     known.update({vi.name: vi for vi in model.graph.input})
     inits = {t.name for t in model.graph.initializer}
@@ -268,6 +268,8 @@ def infer_static_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
 def _shapes_from_ort(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     import onnxruntime as ort
 
+    from autogo_deploy.onnx_run import random_inputs  # onnx_run builds on this module
+
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     existing = {o.name for o in probe.graph.output}
@@ -281,7 +283,7 @@ def _shapes_from_ort(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProt
         feeds = random_inputs(model, seed=0)
         results = sess.run(names, feeds)
     except Exception as exc:
-        raise ModelError(f"cannot determine static shapes (onnxruntime: {_first_line(exc)})") from None
+        raise ModelError(f"cannot determine static shapes (onnxruntime: {first_line(exc)})") from None
     by_name = {vi.name: vi for vi in model.graph.value_info}
     outputs = {o.name: o for o in model.graph.output}
     for name, arr in zip(names, results, strict=True):
@@ -303,7 +305,7 @@ def validate(model: onnx.ModelProto) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
-        raise ModelError(f"invalid ONNX graph: {_first_line(exc)}") from None
+        raise ModelError(f"invalid ONNX graph: {first_line(exc)}") from None
     g = model.graph
     for vi in [*g.input, *g.value_info, *g.output]:  # static shapes by now (infer_static_shapes)
         tt = vi.type.tensor_type
@@ -338,7 +340,7 @@ def cleanup(model: onnx.ModelProto, fold_bn: bool) -> onnx.ModelProto:
     try:
         slimmed = onnxslim.slim(model, skip_fusion_patterns=skip)
     except Exception as exc:
-        raise ModelError(f"cleanup (onnxslim) failed: {_first_line(exc)}") from None
+        raise ModelError(f"cleanup (onnxslim) failed: {first_line(exc)}") from None
     finally:
         # onnxslim's graph (onnx-graphsurgeon) is full of reference cycles (node <-> tensor lists)
         # and holds every weight as a numpy array: without a collection here it lives until the
@@ -351,63 +353,5 @@ def cleanup(model: onnx.ModelProto, fold_bn: bool) -> onnx.ModelProto:
     return slimmed
 
 
-def random_inputs(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for vi in graph_inputs(model):
-        ttype = vi.type.tensor_type
-        shape = [d.dim_value for d in ttype.shape.dim]
-        np_dtype = helper.tensor_dtype_to_np_dtype(ttype.elem_type)
-        if np.issubdtype(np_dtype, np.floating):
-            feeds[vi.name] = rng.standard_normal(shape).astype(np_dtype)
-        elif np_dtype == np.bool_:
-            feeds[vi.name] = rng.integers(0, 2, shape).astype(np.bool_)
-        else:
-            feeds[vi.name] = rng.integers(0, 4, shape).astype(np_dtype)
-    return feeds
-
-
-def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3  # a failing run is reported as one error line, not onnxruntime's log
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
-
-
-def check_equivalent(
-    before: onnx.ModelProto, after: onnx.ModelProto, *, seed: int = 0, rtol: float = 1e-3, atol: float = 1e-4
-) -> float:
-    """Run both models on the same random inputs; return max abs difference or raise ModelError."""
-    feeds = random_inputs(before, seed)
-    try:
-        ref = run_ort(before, feeds)
-        got = run_ort(after, feeds)
-    except Exception as exc:
-        raise ModelError(f"onnxruntime could not run the model: {_first_line(exc)}") from None
-    worst = 0.0
-    for a, b in zip(ref, got, strict=True):
-        a = np.asarray(a, dtype=np.float64)
-        b = np.asarray(b, dtype=np.float64)
-        if a.shape != b.shape:
-            raise ModelError(f"cleanup changed an output shape {a.shape} -> {b.shape}")
-        if a.size:
-            worst = max(worst, float(np.max(np.abs(a - b))))
-            if not np.allclose(a, b, rtol=rtol, atol=atol):
-                raise ModelError(f"cleanup changed the model's outputs (max abs diff {worst:.3g})")
-    return worst
-
-
 def initializer_arrays(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first non-empty line, at most 300 characters: its start and its end (onnxruntime puts
-    a C++ signature first and the reason last)."""
-    text = str(exc).strip() or type(exc).__name__
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
-    return line if len(line) <= 300 else f"{line[:100]} … {line[-190:]}"

@@ -18,6 +18,7 @@ from pathlib import Path
 import onnx
 
 from autogo_deploy import onnx_ingest as ingest
+from autogo_deploy.onnx_run import check_equivalent
 
 
 def _prepare(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -38,7 +39,7 @@ def _run_tool(name: str, model: onnx.ModelProto) -> dict:
             if not ok:
                 raise RuntimeError("onnxsim check failed")
         elapsed = time.perf_counter() - t0
-        diff = ingest.check_equivalent(model, out)
+        diff = check_equivalent(model, out)
         return {"ok": True, "nodes": len(out.graph.node), "seconds": round(elapsed, 3), "max_abs_diff": diff}
     except Exception as exc:  # a study: record the failure and go on
         return {"ok": False, "error": str(exc).splitlines()[0][:200], "seconds": time.perf_counter() - t0}

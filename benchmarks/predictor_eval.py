@@ -14,7 +14,10 @@ Every figure is printed next to simple baselines measured in the same run on the
     where leave-one-out CV over the 10 references prefers it) vs least squares on [MACs, op counts] and on MACs alone,
     plus a *ceiling* reference that is not few-shot: trees trained on 80% of that device's own data;
 (c) own target (ort-cpu measurements collected by `predictor collect`), held-out 20%: PSC GNN vs
-    least squares on [MACs, activation bytes, nodes] and on MACs alone, fitted on the training rows;
+    least squares on [MACs, activation bytes, nodes] and on MACs alone, fitted on the training rows,
+    reported by subset (NB201 networks, zoo mutants): also that least squares fitted on the subset's
+    own training rows and, for mutants, the measured parent's latency scaled by the MACs ratio;
+    a re-measurement of up to --retest held-out networks per subset shows this machine's noise;
 (d) wall time of the main (default-checkpoint) training on this machine, one torch thread.
 Results: benchmarks/results/predictor_eval.json.
 """
@@ -154,8 +157,31 @@ def fewshot_study(devices, cfg: TrainConfig, macs: np.ndarray, reuse: bool = Fal
             "n_eval": int(len(rest)), "goal": {"mean_spearman": 0.98, "mean_within_10pct": 0.90}}  # fmt: skip
 
 
-def retest(target: str, rows: list[dict], n: int, nominal_ms: float | None = None) -> dict:
-    """Measure n held-out networks again now: how often does a measurement reproduce within ±10%?
+def _rebuild(space: str, rows: list[dict], n: int):
+    """(row, ONNX bytes) for up to n of `rows` of one space, rebuilt from their keys: NB201 archs
+    directly, zoo mutants by replaying the seeded collection plan (seed 0, the CLI default) until
+    their keys come up."""
+    from autogo_deploy.predictor import collect
+
+    wanted = {r["key"]: r for r in rows if r["space"] == space}
+    if space == "nb201":
+        from autogo_deploy.zoo import nb201
+
+        for r in list(wanted.values())[:n]:
+            yield r, nb201(r["key"]).SerializeToString()
+        return
+    found, steps = 0, 0
+    for key, build in collect.plan(space, 0):
+        steps += 1
+        if found >= n or steps > 4 * len(wanted) + 400:
+            return
+        if key in wanted:
+            found += 1
+            yield wanted[key], build()
+
+
+def retest(target: str, rows: list[dict], n: int, space: str, nominal_ms: float | None = None) -> dict:
+    """Measure n held-out networks of `space` again now: how often does a measurement reproduce within ±10%?
 
     This is the ceiling for (c) on this machine: a predictor cannot be closer to a measurement than
     the next measurement of the same network is. With `nominal_ms` (a drift-corrected database) the
@@ -166,22 +192,43 @@ def retest(target: str, rows: list[dict], n: int, nominal_ms: float | None = Non
 
     from autogo_deploy import drift
     from autogo_deploy.measure import measure
-    from autogo_deploy.zoo import nb201
 
-    picked = [r for r in rows if r["space"] == "nb201"][:n]
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         ref = drift.write_reference(Path(tmp)) if nominal_ms is not None else None
-        for r in picked:
-            m = measure(nb201(r["key"]).SerializeToString(), target, min_runs=30, max_runs=300, time_cap_s=5.0,
-                        reference=ref)  # fmt: skip
+        for r, data in _rebuild(space, rows, n):
+            m = measure(data, target, min_runs=30, max_runs=300, time_cap_s=5.0, reference=ref)
             if ref is not None:
                 m, _ = drift.rescaled(m, nominal_ms)
             ratios.append(m.p50_ms / r["latency_ms"])
+    if not ratios:
+        return {"n": 0}
     ratios = np.array(ratios)
-    return {"n": len(picked), "within_10pct": float(np.mean(np.abs(ratios - 1) <= 0.10)),
+    return {"n": len(ratios), "within_10pct": float(np.mean(np.abs(ratios - 1) <= 0.10)),
             "median_abs_rel_diff": float(np.median(np.abs(ratios - 1))),
             "drift_corrected": nominal_ms is not None}  # fmt: skip
+
+
+def _is_mutant(r: dict) -> bool:
+    return r["space"] == "zoo" and ":mutant:" in r["key"]
+
+
+def _subset(r: dict) -> str:
+    """nb201 | fbnet | zoo_mutants | zoo_parents: the groups (c) is reported by."""
+    if r["space"] == "zoo":
+        return "zoo_mutants" if _is_mutant(r) else "zoo_parents"
+    return r["space"]
+
+
+def _parent_scaled(test: list[dict], all_rows: list[dict]) -> np.ndarray:
+    """Baseline for mutants: the measured latency of the zoo network it was mutated from, scaled by
+    the mutant's MACs over the parent's (NaN where the parent was not measured)."""
+    parents = {r["key"]: r for r in all_rows if r["space"] == "zoo" and not _is_mutant(r)}
+    out = []
+    for r in test:
+        p = parents.get(r["key"].split(":", 1)[0])
+        out.append(p["latency_ms"] * r["macs"] / p["macs"] if p and p["macs"] else np.nan)
+    return np.array(out, np.float64)
 
 
 def own_study(pred, db, retest_n: int = 0) -> dict:
@@ -211,16 +258,42 @@ def own_study(pred, db, retest_n: int = 0) -> dict:
 
         ftr, fte = feats(train_rows), feats(test)
         ytr = np.array([r["latency_ms"] for r in train_rows])
-        out[target] = {
+        lsq3, lsq1 = bl.lsq_fit_predict(ftr, ytr, fte), bl.lsq_fit_predict(ftr[:, :1], ytr, fte[:, :1])
+        nominal = drift_of[target][1] if drift_of[target][0] else None
+        row = {
             "n_train": len(train_rows), "n_test": len(test),
             "psc_gnn": tasks.latency_metrics(ours, y),
-            "lsq_macs_bytes_nodes": tasks.latency_metrics(bl.lsq_fit_predict(ftr, ytr, fte), y),
-            "lsq_macs_only": tasks.latency_metrics(bl.lsq_fit_predict(ftr[:, :1], ytr, fte[:, :1]), y),
+            "lsq_macs_bytes_nodes": tasks.latency_metrics(lsq3, y),
+            "lsq_macs_only": tasks.latency_metrics(lsq1, y),
             "measurement_ci95_rel_median": float(np.median([r["ci95_rel"] or 0 for r in test])),
-            "retest": retest(target, test, retest_n, drift_of[target][1] if drift_of[target][0] else None),
             "drift_corrected": drift_of[target][0],
-            "spaces": sorted({r["space"] for r in test}), "goal_within_10pct": 0.95,
+            "spaces": sorted({r["space"] for r in test}), "goal_within_10pct": 0.95, "by_subset": {},
         }  # fmt: skip
+        for sub in sorted({_subset(r) for r in test}):
+            te = np.array([_subset(r) == sub for r in test])
+            sub_test = [r for r in test if _subset(r) == sub]
+            tr = np.array([_subset(r) == sub for r in train_rows])
+            if te.sum() < 5:
+                continue
+            entry = {"n_train": int(tr.sum()), "n_test": int(te.sum()),
+                     "psc_gnn": tasks.latency_metrics(ours[te], y[te]),
+                     "lsq_macs_bytes_nodes": tasks.latency_metrics(lsq3[te], y[te]),
+                     "measurement_ci95_rel_median": float(np.median([r["ci95_rel"] or 0 for r in sub_test]))}  # fmt: skip
+            if tr.sum() >= 10:  # the same baseline fitted on this subset's training rows only
+                entry["lsq_macs_bytes_nodes_same_subset"] = tasks.latency_metrics(
+                    bl.lsq_fit_predict(ftr[tr], ytr[tr], fte[te]), y[te]
+                )
+            if sub == "zoo_mutants":
+                ps = _parent_scaled(sub_test, all_rows)
+                ok = np.isfinite(ps)
+                entry["parent_scaled_by_macs"] = dict(
+                    tasks.latency_metrics(ps[ok], y[te][ok]), n=int(ok.sum())
+                )
+            space = "zoo" if sub.startswith("zoo") else sub
+            if sub != "zoo_parents":
+                entry["retest"] = retest(target, sub_test, retest_n, space, nominal)
+            row["by_subset"][sub] = entry
+        out[target] = row
     return out
 
 
@@ -332,9 +405,22 @@ def print_table(r: dict) -> None:
                 f"(c) own target {t}: held-out n={row['n_test']} within ±10%: PSC GNN "
                 f"{row['psc_gnn']['within_10pct']:.3f}, LSQ MACs+bytes+nodes "
                 f"{row['lsq_macs_bytes_nodes']['within_10pct']:.3f}, LSQ MACs {row['lsq_macs_only']['within_10pct']:.3f}"
-                f" (goal 0.95; measurement CI median ±{100 * row['measurement_ci95_rel_median']:.1f}%;"
-                f" re-measured now within ±10% of the stored value: {row['retest'].get('within_10pct', float('nan')):.3f})"
+                f" (goal 0.95; measurement CI median ±{100 * row['measurement_ci95_rel_median']:.1f}%)"
             )
+            for sub, e in row.get("by_subset", {}).items():
+                extra = "".join(
+                    f", {name} {e[key]['within_10pct']:.3f}"
+                    for key, name in (("lsq_macs_bytes_nodes_same_subset", "LSQ fitted on this subset"),
+                                      ("parent_scaled_by_macs", "parent x MACs ratio"))
+                    if key in e
+                )  # fmt: skip
+                again = e.get("retest", {})
+                print(
+                    f"    {sub:<12} n={e['n_test']:<4} PSC GNN {e['psc_gnn']['within_10pct']:.3f} "
+                    f"(Spearman {e['psc_gnn']['spearman']:.3f}), LSQ {e['lsq_macs_bytes_nodes']['within_10pct']:.3f}{extra}"
+                    + (f"; re-measured now within ±10%: {again['within_10pct']:.3f} (n={again['n']})"
+                       if "within_10pct" in again else "")
+                )  # fmt: skip
     tt = r["training_time"]
     print(
         f"(d) main training: {tt['seconds_training_loop']:.0f} s loop, {tt['wall_seconds_total']:.0f} s total "

@@ -9,7 +9,7 @@ from tiny_models import make_tiny_cnn
 
 from autogo_deploy import graph
 from autogo_deploy.errors import DynamicShapeError, ModelError
-from autogo_deploy.onnx_ingest import random_inputs, run_ort
+from autogo_deploy.onnx_run import random_inputs, run_ort
 
 
 def test_load_pins_batch_and_infers_every_shape(tiny_model):

@@ -14,7 +14,7 @@ import pytest
 
 from autogo_deploy.cli.app import main
 from autogo_deploy.errors import InputError
-from autogo_deploy.onnx_ingest import random_inputs, run_ort
+from autogo_deploy.onnx_run import random_inputs, run_ort
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 

@@ -15,8 +15,9 @@ Every figure is printed next to simple baselines measured in the same run on the
     plus a *ceiling* reference that is not few-shot: trees trained on 80% of that device's own data;
 (c) own target (ort-cpu measurements collected by `predictor collect`), held-out 20%: PSC GNN vs
     least squares on [MACs, activation bytes, nodes] and on MACs alone, fitted on the training rows,
-    reported by subset (NB201 networks, zoo mutants): also that least squares fitted on the subset's
-    own training rows and, for mutants, the measured parent's latency scaled by the MACs ratio;
+    reported by subset (NB201 networks, one-step zoo mutants, zoo random-walk mutants): also that
+    least squares fitted on the subset's own training rows and, for mutants, the measured parent's
+    latency scaled by the MACs ratio, next to the PSC GNN's predicted ratio to that parent;
     a re-measurement of up to --retest held-out networks per subset shows this machine's noise;
 (d) wall time of the main (default-checkpoint) training on this machine, one torch thread.
 Results: benchmarks/results/predictor_eval.json.
@@ -209,25 +210,34 @@ def retest(target: str, rows: list[dict], n: int, space: str, nominal_ms: float 
             "drift_corrected": nominal_ms is not None}  # fmt: skip
 
 
+SUBSETS = {"zoo_mutants": "zoo", "zoo_walk": "zoo-walk"}  # reporting group → collection space
+
+
 def _is_mutant(r: dict) -> bool:
-    return r["space"] == "zoo" and ":mutant:" in r["key"]
+    return r["space"] in ("zoo", "zoo-walk") and ":" in r["key"]
 
 
 def _subset(r: dict) -> str:
-    """nb201 | fbnet | zoo_mutants | zoo_parents: the groups (c) is reported by."""
+    """nb201 | fbnet | zoo_parents | zoo_mutants (one step) | zoo_walk (several steps): the groups
+    (c) is reported by."""
     if r["space"] == "zoo":
         return "zoo_mutants" if _is_mutant(r) else "zoo_parents"
-    return r["space"]
+    return {"zoo-walk": "zoo_walk"}.get(r["space"], r["space"])
 
 
-def _parent_scaled(test: list[dict], all_rows: list[dict]) -> np.ndarray:
-    """Baseline for mutants: the measured latency of the zoo network it was mutated from, scaled by
-    the mutant's MACs over the parent's (NaN where the parent was not measured)."""
+def _parents_of(test: list[dict], all_rows: list[dict]) -> list[dict | None]:
+    """The measured zoo network each mutant was made from (None where it was not measured)."""
     parents = {r["key"]: r for r in all_rows if r["space"] == "zoo" and not _is_mutant(r)}
-    out = []
-    for r in test:
-        p = parents.get(r["key"].split(":", 1)[0])
-        out.append(p["latency_ms"] * r["macs"] / p["macs"] if p and p["macs"] else np.nan)
+    return [parents.get(r["key"].split(":", 1)[0]) for r in test]
+
+
+def _parent_anchored(parents: list[dict | None], pred_test, pred_parent) -> np.ndarray:
+    """The parent's measured latency times a predicted ratio (mutant over parent; NaN without a
+    measured parent): how the search uses predictions once the input has been measured."""
+    out = [
+        p["latency_ms"] * pt / pp if p and pp else np.nan
+        for p, pt, pp in zip(parents, pred_test, pred_parent, strict=True)
+    ]
     return np.array(out, np.float64)
 
 
@@ -250,13 +260,10 @@ def own_study(pred, db, retest_n: int = 0) -> dict:
         train_rows = [r for r in all_rows if r["target"] == target and r["id"] not in ids]
         y = np.array([r["latency_ms"] for r in test])
         z = np.asarray(pred.embedding(target).z_latency)
-        ours = pred.basis([r["graph"] for r in test]) @ z
 
-        def feats(rows):
-            b = pred.basis([r["graph"] for r in rows])  # columns 1-3: MACs, activation bytes, nodes
-            return b[:, 1:4]
-
-        ftr, fte = feats(train_rows), feats(test)
+        b_test = pred.basis([r["graph"] for r in test])  # columns 1-3: MACs, activation bytes, nodes
+        ours = b_test @ z
+        ftr, fte = pred.basis([r["graph"] for r in train_rows])[:, 1:4], b_test[:, 1:4]
         ytr = np.array([r["latency_ms"] for r in train_rows])
         lsq3, lsq1 = bl.lsq_fit_predict(ftr, ytr, fte), bl.lsq_fit_predict(ftr[:, :1], ytr, fte[:, :1])
         nominal = drift_of[target][1] if drift_of[target][0] else None
@@ -283,15 +290,23 @@ def own_study(pred, db, retest_n: int = 0) -> dict:
                 entry["lsq_macs_bytes_nodes_same_subset"] = tasks.latency_metrics(
                     bl.lsq_fit_predict(ftr[tr], ytr[tr], fte[te]), y[te]
                 )
-            if sub == "zoo_mutants":
-                ps = _parent_scaled(sub_test, all_rows)
-                ok = np.isfinite(ps)
-                entry["parent_scaled_by_macs"] = dict(
-                    tasks.latency_metrics(ps[ok], y[te][ok]), n=int(ok.sum())
+            if sub in SUBSETS:  # a mutant's parent was measured: baselines that use it, and ours
+                parents = _parents_of(sub_test, all_rows)
+                known = [p for p in parents if p]
+                pred_parent = dict(
+                    zip([p["id"] for p in known], pred.basis([p["graph"] for p in known]) @ z, strict=True)
                 )
-            space = "zoo" if sub.startswith("zoo") else sub
+                pp = [pred_parent[p["id"]] if p else np.nan for p in parents]
+                macs = [
+                    (r["macs"], p["macs"] if p else np.nan) for r, p in zip(sub_test, parents, strict=True)
+                ]
+                for name, pt, pr in (("psc_gnn_parent_anchored", ours[te], pp),
+                                     ("parent_scaled_by_macs", [m for m, _ in macs], [m for _, m in macs])):  # fmt: skip
+                    est = _parent_anchored(parents, pt, pr)
+                    ok = np.isfinite(est)
+                    entry[name] = dict(tasks.latency_metrics(est[ok], y[te][ok]), n=int(ok.sum()))
             if sub != "zoo_parents":
-                entry["retest"] = retest(target, sub_test, retest_n, space, nominal)
+                entry["retest"] = retest(target, sub_test, retest_n, SUBSETS.get(sub, sub), nominal)
             row["by_subset"][sub] = entry
         out[target] = row
     return out
@@ -411,6 +426,7 @@ def print_table(r: dict) -> None:
                 extra = "".join(
                     f", {name} {e[key]['within_10pct']:.3f}"
                     for key, name in (("lsq_macs_bytes_nodes_same_subset", "LSQ fitted on this subset"),
+                                      ("psc_gnn_parent_anchored", "PSC GNN anchored on the measured parent"),
                                       ("parent_scaled_by_macs", "parent x MACs ratio"))
                     if key in e
                 )  # fmt: skip

@@ -93,7 +93,7 @@ def eval_cmd(checkpoint: CheckpointOpt = None, db: Annotated[Path | None, typer.
 @predictor_app.command("collect")
 def collect_cmd(
     target: Annotated[str, typer.Option("--target", "-t", help="target name or TOML path")],
-    space: Annotated[str, typer.Option(help="nb201 | fbnet | zoo")] = "nb201",
+    space: Annotated[str, typer.Option(help="nb201 | fbnet | zoo | zoo-walk")] = "nb201",
     n: Annotated[int, typer.Option("-n", min=1, help="networks to measure in this run")] = 50,
     seed: Annotated[int, typer.Option(help="seed of the network sequence")] = 0,
     db: Annotated[Path | None, typer.Option(help="measurement database (default: cache folder)")] = None,

@@ -10,7 +10,10 @@ specs and edges, independent of the feature encoding), so training never rebuild
 new featuriser still reads old rows. Failed measurements are recorded as failures, never replaced by a guess.
 
 Spaces: nb201 (random NB201 CIFAR-10 networks), fbnet (random FBNet networks), zoo (the zoo's
-reference networks and AutoGO mutants of them from the segment database, via proposers.GraphProposer).
+reference networks and one-step AutoGO mutants of them from the segment database, via
+proposers.GraphProposer), zoo-walk (mutants several steps away, like a search's later generations:
+each zoo network's random walk takes its next step from its last mutant, and goes back to the
+original with probability 1/4; the key records the step count).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from autogo_deploy.errors import AutogoError, DatabaseError, InputError
 from autogo_deploy.predictor.features import GraphTensors
 
 SCHEMA_VERSION = 2
-SPACES = ("nb201", "fbnet", "zoo")
+SPACES = ("nb201", "fbnet", "zoo", "zoo-walk")
+WALK_RESTART = 0.25  # zoo-walk: chance that a walk goes back to the original network
 ZOO_PARENTS = ("resnet18", "mobilenet_v2", "vgg16_bn", "resnet50")
 
 _SCHEMA = """
@@ -209,31 +213,40 @@ def plan(space: str, seed: int = 0) -> Iterator[tuple[str, Callable[[], bytes]]]
         while True:
             ops = " ".join(rng.choice(OPS) for _ in range(NUM_BLOCKS))
             yield ops, lambda o=ops: fbnet(o.split()).SerializeToString()
-    elif space == "zoo":
-        yield from _zoo_plan(seed)
+    elif space in ("zoo", "zoo-walk"):
+        yield from _zoo_plan(seed, walk=space == "zoo-walk")
     else:
         raise InputError(f"unknown space {space!r}", hint=f"valid: {', '.join(SPACES)}")
 
 
-def _zoo_plan(seed: int) -> Iterator[tuple[str, Callable[[], bytes]]]:
+def _zoo_plan(seed: int, walk: bool = False) -> Iterator[tuple[str, Callable[[], bytes]]]:
     from autogo_deploy import zoo
 
-    for name in ZOO_PARENTS:
-        yield name, lambda n=name: zoo.build(n, seed=0).SerializeToString()
+    if not walk:
+        for name in ZOO_PARENTS:
+            yield name, lambda n=name: zoo.build(n, seed=0).SerializeToString()
     from autogo_deploy.candidate import Candidate, candidate_id
     from autogo_deploy.proposers import GraphProposer
     from autogo_deploy.segments.db import default_db
 
     db = default_db(progress=True)
     proposer = GraphProposer(str(db.path), jobs=1)
-    rng = random.Random(seed)
+    rng = random.Random(f"walk:{seed}" if walk else seed)  # walks do not repeat zoo's first mutants
+    walkers: dict[str, tuple[Candidate, int]] = {}  # zoo-walk: each network's last mutant and its steps
     try:
         for _round in range(10_000):
             name = ZOO_PARENTS[_round % len(ZOO_PARENTS)]
-            data = zoo.build(name, seed=0).SerializeToString()
-            parent = Candidate(candidate_id(data), data, None, 0)
-            for child in proposer(parent, rng, 2):
-                yield f"{name}:mutant:{child.cid[:16]}", lambda b=child.model_bytes: b
+            if walk and name in walkers and rng.random() >= WALK_RESTART:
+                parent, steps = walkers[name]
+            else:
+                data = zoo.build(name, seed=0).SerializeToString()
+                parent, steps = Candidate(candidate_id(data), data, None, 0), 0
+            children = list(proposer(parent, rng, 2))
+            for child in children:
+                kind = f"walk{steps + 1}" if walk else "mutant"
+                yield f"{name}:{kind}:{child.cid[:16]}", lambda b=child.model_bytes: b
+            if walk and children:
+                walkers[name] = (children[0], steps + 1)
     finally:
         proposer.close()
 

@@ -121,3 +121,27 @@ def test_schema_1_database_is_migrated_and_takes_new_rows(tmp_path, fake_measure
     assert stats["measured"] >= 1 and len(store.rows()) == 1 + stats["measured"]
     store.close()
     C.MeasurementStore(path).close()  # reopening the migrated store is a no-op
+
+
+def test_zoo_walk_plan_steps_away_from_the_original(small_db_path, monkeypatch):
+    """zoo-walk keys count the steps from the zoo network; the walks are seeded and do not repeat the
+    one-step mutants of the zoo space."""
+    import itertools
+
+    from autogo_deploy import zoo
+    from autogo_deploy.segments import db as segdb
+
+    build = zoo.build
+    monkeypatch.setattr(C, "ZOO_PARENTS", ("resnet18",))
+    monkeypatch.setattr(zoo, "build", lambda name, seed=0: build(name, seed=seed, input_size=64))
+    monkeypatch.setattr(segdb, "default_db", lambda progress=True: segdb.SegmentDB(small_db_path))
+    monkeypatch.setattr(C, "WALK_RESTART", 0.0)  # never back to the original: steps 1, 2, 3
+
+    walk = [k for k, _ in itertools.islice(C.plan("zoo-walk", 0), 6)]
+    assert walk == [k for k, _ in itertools.islice(C.plan("zoo-walk", 0), 6)]
+    steps = [int(k.split(":")[1].removeprefix("walk")) for k in walk]
+    assert steps == sorted(steps) and steps[0] == 1 and steps[-1] >= 2, walk
+    assert all(k.startswith("resnet18:walk") for k in walk) and len(set(walk)) == len(walk)
+    one_step = {k.rsplit(":", 1)[1] for k, _ in itertools.islice(C.plan("zoo", 0), 5) if ":mutant:" in k}
+    assert one_step
+    assert not one_step & {k.rsplit(":", 1)[1] for k in walk if ":walk1:" in k}

@@ -301,7 +301,8 @@ def own_study(pred, db, retest_n: int = 0) -> dict:
                     (r["macs"], p["macs"] if p else np.nan) for r, p in zip(sub_test, parents, strict=True)
                 ]
                 for name, pt, pr in (("psc_gnn_parent_anchored", ours[te], pp),
-                                     ("parent_scaled_by_macs", [m for m, _ in macs], [m for _, m in macs])):  # fmt: skip
+                                     ("parent_scaled_by_macs", [m for m, _ in macs], [m for _, m in macs]),
+                                     ("parent_unchanged", [1.0] * len(pp), [1.0] * len(pp))):  # fmt: skip
                     est = _parent_anchored(parents, pt, pr)
                     ok = np.isfinite(est)
                     entry[name] = dict(tasks.latency_metrics(est[ok], y[te][ok]), n=int(ok.sum()))
@@ -427,7 +428,8 @@ def print_table(r: dict) -> None:
                     f", {name} {e[key]['within_10pct']:.3f}"
                     for key, name in (("lsq_macs_bytes_nodes_same_subset", "LSQ fitted on this subset"),
                                       ("psc_gnn_parent_anchored", "PSC GNN anchored on the measured parent"),
-                                      ("parent_scaled_by_macs", "parent x MACs ratio"))
+                                      ("parent_scaled_by_macs", "parent x MACs ratio"),
+                                      ("parent_unchanged", "the parent's own latency"))
                     if key in e
                 )  # fmt: skip
                 again = e.get("retest", {})

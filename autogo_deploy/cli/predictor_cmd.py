@@ -84,7 +84,8 @@ def eval_cmd(checkpoint: CheckpointOpt = None, db: Annotated[Path | None, typer.
     table = Table(title="latency on held-out graphs (predicted vs measured)")
     for col in ("target", "n", "Spearman", "within ±10%", "median rel. error"):
         table.add_column(col)
-    for name, m in list(rep["latency"].items()) + list(rep["own"].items()):
+    by_space = [(f"{t} · {sp}", m) for t, d in rep["own_by_space"].items() for sp, m in d.items()]
+    for name, m in list(rep["latency"].items()) + list(rep["own"].items()) + by_space:
         table.add_row(name, str(m["n"]), f"{m['spearman']:.4f}", f"{100 * m['within_10pct']:.1f}%",
                       f"{100 * m['median_rel_error']:.1f}%")  # fmt: skip
     out.print(table)

@@ -319,7 +319,8 @@ def evaluate(predictor, *, db=None, log: Log = None) -> dict:
     graphs = nb201_graphs([acc.archs[i] for i in te])
     pred_acc, basis = predictor.raw(graphs)
     report = {"checkpoint": predictor.id, "held_out_rows": int(len(te)),
-              "accuracy_cifar10": rank_metrics(pred_acc, acc.values[te, 0]), "latency": {}, "own": {}}  # fmt: skip
+              "accuracy_cifar10": rank_metrics(pred_acc, acc.values[te, 0]), "latency": {}, "own": {},
+              "own_by_space": {}}  # fmt: skip
     for j, d in enumerate(lat.columns):
         if d in predictor.model.devices:
             z = np.asarray(predictor.embedding(d).z_latency)
@@ -333,5 +334,11 @@ def evaluate(predictor, *, db=None, log: Log = None) -> dict:
             continue
         graphs = [r["graph"] for r in rows]
         pred = predictor.latency(predictor.embedding(t), graphs, predictor.basis(graphs))
-        report["own"][t] = latency_metrics(pred, [r["latency_ms"] for r in rows])
+        y = np.array([r["latency_ms"] for r in rows])
+        report["own"][t] = latency_metrics(pred, y)
+        spaces = np.array([r["space"] for r in rows])
+        if len(set(spaces)) > 1:  # NB201 networks and zoo mutants are different questions
+            report["own_by_space"][t] = {
+                sp: latency_metrics(pred[spaces == sp], y[spaces == sp]) for sp in sorted(set(spaces))
+            }
     return report

@@ -188,3 +188,41 @@ def test_fewshot_cli_refuses_conflicting_twins_and_too_few_distinct_archs(
         err = " ".join(capsys.readouterr().err.split())
         assert f"error: need at least 3 distinct reference archs, got {k}" in err
         assert not (tmp_path / "pred.csv").exists()
+
+
+@needs_data
+def test_eval_cli_reports_own_holdout_by_space(tmp_path, capsys, tiny_checkpoint, monkeypatch):
+    """`predictor eval` scores the own measurements the checkpoint held out, per target and, when
+    they mix spaces (NB201 networks, zoo mutants), per space."""
+    from types import SimpleNamespace
+
+    from autogo_deploy.graph import load
+    from autogo_deploy.predictor import checkpoint as ckpt
+    from autogo_deploy.predictor.collect import MeasurementStore
+    from autogo_deploy.zoo import nb201
+    from autogo_deploy.zoo.nb201 import arch_from_ordinal
+
+    monkeypatch.setattr(ds, "nb201_split", lambda seed=0: (np.arange(50), np.arange(50, 80)))
+    target = tiny_checkpoint.model.devices[0]
+    store = MeasurementStore(tmp_path / "m.sqlite")
+    for i in range(12):
+        arch = arch_from_ordinal(i * 1009)
+        data = nb201(arch).SerializeToString()
+        m = SimpleNamespace(p50_ms=0.5 + i / 10, mean_ms=None, p90_ms=None, ci95_rel=0.01, runs=30,
+                            energy_mj=None, power_method=None, method={}, env={})  # fmt: skip
+        store.add(target, "nb201" if i % 2 else "zoo-walk", arch, data, load(data), m)
+    ids = [r["id"] for r in store.rows()]
+    store.close()
+    man = dict(
+        tiny_checkpoint.manifest, train=dict(tiny_checkpoint.manifest["train"], own_holdout_ids=ids[:10])
+    )
+    folder = ckpt.save(tiny_checkpoint.model, man, tmp_path / "ckpt").path
+
+    code = main(
+        ["predictor", "eval", "--checkpoint", str(folder), "--db", str(tmp_path / "m.sqlite"), "--json"]
+    )
+    assert code == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["accuracy_cifar10"]["n"] == 30
+    assert rep["own"][target]["n"] == 10
+    assert {sp: m["n"] for sp, m in rep["own_by_space"][target].items()} == {"nb201": 5, "zoo-walk": 5}

@@ -152,6 +152,8 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "seed": args.seed,
         "time_limit_s": args.time_limit,
         "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "predictor_checkpoint": res.predictor.get("checkpoint"),
+        "target_embedding": res.predictor.get("target_embedding"),
     }
     row["proposer"] = {k: v for k, v in res.proposer_stats.items() if k != "npu_fusion_check"}
     row["measured"] = res.search.history[-1]["measured_total"] if res.search.history else 0

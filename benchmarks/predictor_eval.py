@@ -13,7 +13,9 @@ Every figure is printed next to simple baselines measured in the same run on the
     PSC GNN few-shot fit (basis + target embedding, or least squares on MACs + the arch's op counts
     where leave-one-out CV over the 10 references prefers it) vs least squares on [MACs, op counts] and on MACs alone,
     plus a *ceiling* reference that is not few-shot: trees trained on 80% of that device's own data;
-(c) own target (ort-cpu measurements collected by `predictor collect`), held-out 20%: PSC GNN vs
+(c) own target (ort-cpu measurements collected by `predictor collect`), held-out 20%: PSC GNN (its
+    basis with the target embedding fitted on the collected measurements outside the held-out set,
+    `predictor calibrate --from-db`; the embedding learnt in training reported next to it) vs
     least squares on [MACs, activation bytes, nodes] and on MACs alone, fitted on the training rows,
     reported by subset (NB201 networks, one-step zoo mutants, zoo random-walk mutants): also that
     least squares fitted on the subset's own training rows and, for mutants, the measured parent's
@@ -259,10 +261,13 @@ def own_study(pred, db, retest_n: int = 0) -> dict:
         test = [r for r in held if r["target"] == target]
         train_rows = [r for r in all_rows if r["target"] == target and r["id"] not in ids]
         y = np.array([r["latency_ms"] for r in test])
-        z = np.asarray(pred.embedding(target).z_latency)
-
+        trained = pred.trained_embedding(target)
+        # the embedding fitted on this target's collected measurements outside the held-out set
+        # (`predictor calibrate --from-db`); the one learnt in training (if any) is reported next to it
+        collected = tasks.calibrate_from_store(pred, target, db=db)
         b_test = pred.basis([r["graph"] for r in test])  # columns 1-3: MACs, activation bytes, nodes
-        ours = b_test @ z
+        ours = b_test @ np.asarray(collected.z_latency)
+        ours_trained = b_test @ np.asarray(trained.z_latency) if trained else None
         ftr, fte = pred.basis([r["graph"] for r in train_rows])[:, 1:4], b_test[:, 1:4]
         ytr = np.array([r["latency_ms"] for r in train_rows])
         lsq3, lsq1 = bl.lsq_fit_predict(ftr, ytr, fte), bl.lsq_fit_predict(ftr[:, :1], ytr, fte[:, :1])
@@ -270,6 +275,8 @@ def own_study(pred, db, retest_n: int = 0) -> dict:
         row = {
             "n_train": len(train_rows), "n_test": len(test),
             "psc_gnn": tasks.latency_metrics(ours, y),
+            "psc_gnn_trained_embedding": tasks.latency_metrics(ours_trained, y) if trained else None,
+            "collected_embedding_fit": {k: collected.fit[k] for k in ("lambda", "measurements", "spaces")},
             "lsq_macs_bytes_nodes": tasks.latency_metrics(lsq3, y),
             "lsq_macs_only": tasks.latency_metrics(lsq1, y),
             "measurement_ci95_rel_median": float(np.median([r["ci95_rel"] or 0 for r in test])),
@@ -284,6 +291,7 @@ def own_study(pred, db, retest_n: int = 0) -> dict:
                 continue
             entry = {"n_train": int(tr.sum()), "n_test": int(te.sum()),
                      "psc_gnn": tasks.latency_metrics(ours[te], y[te]),
+                     "psc_gnn_trained_embedding": tasks.latency_metrics(ours_trained[te], y[te]) if trained else None,
                      "lsq_macs_bytes_nodes": tasks.latency_metrics(lsq3[te], y[te]),
                      "measurement_ci95_rel_median": float(np.median([r["ci95_rel"] or 0 for r in sub_test]))}  # fmt: skip
             if tr.sum() >= 10:  # the same baseline fitted on this subset's training rows only
@@ -294,7 +302,11 @@ def own_study(pred, db, retest_n: int = 0) -> dict:
                 parents = _parents_of(sub_test, all_rows)
                 known = [p for p in parents if p]
                 pred_parent = dict(
-                    zip([p["id"] for p in known], pred.basis([p["graph"] for p in known]) @ z, strict=True)
+                    zip(
+                        [p["id"] for p in known],
+                        pred.basis([p["graph"] for p in known]) @ np.asarray(collected.z_latency),
+                        strict=True,
+                    )
                 )
                 pp = [pred_parent[p["id"]] if p else np.nan for p in parents]
                 macs = [
@@ -370,6 +382,10 @@ def main() -> int:
     log(f"[accuracy] {json.dumps(results['accuracy'])}")
     results["own_target"] = own_study(pred, args.db, args.retest) if own else {"skipped": "no own target"}
     log(f"[own] {json.dumps(results['own_target'])}")
+    if args.ship:  # the shipped checkpoint carries the embeddings (c) scored, fitted outside the held-out set
+        for t in own:
+            emb = tasks.calibrate_from_store(pred, t, db=args.db)
+            results.setdefault("shipped_embeddings", {})[t] = str(emb.save(ckpt.embedding_file(out_dir, t)))
     if not args.skip_lodo:
         lat = ds.nb201_latency()
         devices = args.devices.split(",") if args.devices else (
@@ -419,7 +435,8 @@ def print_table(r: dict) -> None:
         if isinstance(row, dict) and "psc_gnn" in row:
             print(
                 f"(c) own target {t}: held-out n={row['n_test']} within ±10%: PSC GNN "
-                f"{row['psc_gnn']['within_10pct']:.3f}, LSQ MACs+bytes+nodes "
+                f"{row['psc_gnn']['within_10pct']:.3f} (trained embedding "
+                f"{(row.get('psc_gnn_trained_embedding') or {}).get('within_10pct', float('nan')):.3f}), LSQ MACs+bytes+nodes "
                 f"{row['lsq_macs_bytes_nodes']['within_10pct']:.3f}, LSQ MACs {row['lsq_macs_only']['within_10pct']:.3f}"
                 f" (goal 0.95; measurement CI median ±{100 * row['measurement_ci95_rel_median']:.1f}%)"
             )
@@ -435,7 +452,9 @@ def print_table(r: dict) -> None:
                 again = e.get("retest", {})
                 print(
                     f"    {sub:<12} n={e['n_test']:<4} PSC GNN {e['psc_gnn']['within_10pct']:.3f} "
-                    f"(Spearman {e['psc_gnn']['spearman']:.3f}), LSQ {e['lsq_macs_bytes_nodes']['within_10pct']:.3f}{extra}"
+                    f"(Spearman {e['psc_gnn']['spearman']:.3f}; trained embedding "
+                    f"{(e.get('psc_gnn_trained_embedding') or {}).get('within_10pct', float('nan')):.3f}), "
+                    f"LSQ {e['lsq_macs_bytes_nodes']['within_10pct']:.3f}{extra}"
                     + (f"; re-measured now within ±10%: {again['within_10pct']:.3f} (n={again['n']})"
                        if "within_10pct" in again else "")
                 )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -136,19 +137,59 @@ def collect_cmd(
 def calibrate_cmd(
     target: Annotated[str, typer.Option("--target", "-t", help="target name or TOML path")],
     checkpoint: CheckpointOpt = None,
+    from_db: Annotated[
+        bool,
+        typer.Option(
+            "--from-db",
+            help="fit on the measurements `predictor collect` stored for the target (the checkpoint's "
+            "held-out ones excluded) instead of measuring the 10 reference archs",
+        ),
+    ] = False,
+    db: Annotated[
+        Path | None, typer.Option(help="measurement database for --from-db (default: cache)")
+    ] = None,
+    into_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--into-checkpoint",
+            help="store the embedding in the checkpoint folder (it travels with the checkpoint) "
+            "instead of this machine's cache folder",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Measure HELP's 10 NB201 reference archs on a target and store its embedding (cache folder)."""
-    from autogo_deploy.predictor.tasks import calibrate
+    """Fit a target's embedding: measure HELP's 10 NB201 reference archs on it, or (--from-db) use
+    its collected measurements. Stored in the cache folder unless --into-checkpoint."""
+    from autogo_deploy.cli.outputs import write_text
+    from autogo_deploy.predictor import checkpoint as ckpt
+    from autogo_deploy.predictor.inference import embeddings_dir
+    from autogo_deploy.predictor.tasks import calibrate, calibrate_from_store
+    from autogo_deploy.target import load_target
 
-    emb = calibrate(_predictor(checkpoint), target, log=_log)
+    if db is not None and not from_db:
+        raise typer.BadParameter("--db needs --from-db")
+    predictor = _predictor(checkpoint)
+    if from_db:
+        name = load_target(target).name
+        emb = calibrate_from_store(predictor, name, db=db, log=_log)
+    else:
+        emb = calibrate(predictor, target, log=_log)
+    if into_checkpoint:
+        where = ckpt.embedding_file(predictor.checkpoint.path, emb.name)
+    else:
+        where = embeddings_dir(predictor.id) / f"{emb.name}.json"
+    if from_db or into_checkpoint:  # calibrate() itself keeps a measured calibration in the cache
+        write_text(where, json.dumps(emb.to_dict(), indent=2) + "\n")
     if json_out:
-        print_json(emb.to_dict())
+        print_json(dict(emb.to_dict(), stored=str(where)))
+    elif from_db:
+        out.print(f"embedding for {emb.name} fitted on {emb.fit['measurements']} collected measurements "
+                  f"({100 * emb.fit['within_10pct_in_sample']:.1f}% within ±10% in sample) → {where}")  # fmt: skip
     else:
         errs = emb.fit.get("reference_rel_error", [])
         worst = max((abs(e) for e in errs), default=0.0)
-        out.print(f"embedding for {emb.name} stored (checkpoint {emb.checkpoint}); worst reference fit error "
-                  f"{100 * worst:.1f}%")  # fmt: skip
+        out.print(f"embedding for {emb.name} stored in {where} (checkpoint {emb.checkpoint}); worst "
+                  f"reference fit error {100 * worst:.1f}%")  # fmt: skip
 
 
 @predictor_app.command("fewshot")

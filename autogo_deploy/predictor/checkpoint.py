@@ -4,6 +4,8 @@ A checkpoint folder holds
     model.safetensors   the PSCModel state dict (plain tensors only)
     manifest.json       format, model config, target names, accuracy scaling, training config and
                         history, data provenance, the sha256 of model.safetensors and its id
+    embedding-<target>.json   optional: target embeddings fitted for this checkpoint on collected
+                        measurements (`predictor calibrate --from-db --into-checkpoint`)
 
 The id (first 16 hex digits of the weights' sha256) ties fitted target embeddings to the basis they
 were fitted against: an embedding fitted for another checkpoint is refused.
@@ -35,6 +37,11 @@ class Checkpoint:
     @property
     def id(self) -> str:
         return self.manifest.get("id", "")
+
+
+def embedding_file(folder: str | Path, target: str) -> Path:
+    """Where a checkpoint folder keeps an embedding fitted for it (shipped with it when packaged)."""
+    return Path(folder) / f"embedding-{target}.json"
 
 
 def _sha256(path: Path) -> str:

@@ -10,7 +10,8 @@ small non-negative, robust, regularised least-squares problem —
 on latencies normalised by their mean (ŷ = y / mean(y), z = mean(y) · ẑ). The prior (μ, σ) is the
 spread of the training targets' embeddings normalised the same way, so a target is read as "like the
 known devices, re-weighted"; λ is chosen by leave-one-out cross-validation over the reference
-measurements themselves, so no test data tunes it. The Huber weights keep one bad reference
+measurements themselves (5-fold CV above 40 of them, e.g. a target's collected measurements), so no
+test data tunes it. The Huber weights keep one bad reference
 measurement (the Samsung S7 column has one at 2x its neighbours) from bending the fit.
 
 Second candidate (issue #6): when the caller also gives count features of the references (MACs and
@@ -41,6 +42,8 @@ from autogo_deploy.errors import InputError
 COUNT_FEATURES = "graph_counts_v1"  # count_features (features.op_counts): any graph
 NB201_FEATURES = "nb201_op_counts_v1"  # nb201_count_features: NB201 arch strings only
 LAMBDAS = (1e-5, 1e-4, 3e-4, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+LOO_MAX = 40  # λ by leave-one-out up to this many measurements, by CV_FOLDS-fold CV above
+CV_FOLDS = 5
 
 
 @dataclass
@@ -147,19 +150,29 @@ def nb201_count_features(archs, basis: np.ndarray) -> np.ndarray:
     return np.hstack([np.asarray(basis, np.float64)[:, 1:2], nb201_op_counts(archs)])
 
 
+def _folds(n: int) -> list[np.ndarray]:
+    """Leave-one-out up to LOO_MAX measurements; a seeded CV_FOLDS-fold split above (hundreds of
+    collected measurements would otherwise cost hundreds of fits per λ)."""
+    if n <= LOO_MAX:
+        return [np.array([i]) for i in range(n)]
+    return np.array_split(np.random.default_rng(0).permutation(n), CV_FOLDS)
+
+
 def _basis_fit(g, y, z_train, lam):
-    """(z, λ, λ → LOO median error) — the prior-regularised robust fit of the module doc."""
+    """(z, λ, λ → CV median error) — the prior-regularised robust fit of the module doc."""
     s = float(y.mean())
     yn = y / s
     mu, sd = prior_from(z_train, g)
     cv = {}
     if lam is None:
+        folds = _folds(len(y))
         for cand in LAMBDAS:
             errs = []
-            for i in range(len(y)):
-                keep = np.arange(len(y)) != i
+            for out in folds:
+                keep = np.ones(len(y), bool)
+                keep[out] = False
                 z = _robust_fit(g[keep], yn[keep], mu, sd, cand)
-                errs.append(abs(math.log(max(float(g[i] @ z), 1e-9) / yn[i])))
+                errs.extend(np.abs(np.log(np.maximum(g[out] @ z, 1e-9) / yn[out])).tolist())
             cv[cand] = float(np.median(errs))
         lam = min(cv, key=lambda k: (cv[k], -k))
     return _robust_fit(g, yn, mu, sd, lam) * s, lam, cv

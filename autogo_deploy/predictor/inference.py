@@ -120,8 +120,9 @@ class Predictor:
     def embedding(self, target) -> TargetEmbedding:
         """The embedding for a target name / Target / TargetEmbedding.
 
-        Order: an embedding calibrated for this checkpoint (cache folder), else the target's trained
-        embedding, else an InputError telling how to calibrate."""
+        Order: an embedding calibrated for this checkpoint on this machine (cache folder), else one
+        kept in the checkpoint folder (fitted on collected measurements when the checkpoint was
+        made), else the target's trained embedding, else an InputError telling how to calibrate."""
         if isinstance(target, TargetEmbedding):
             if target.checkpoint and target.checkpoint != self.id:
                 raise InputError(
@@ -135,18 +136,28 @@ class Predictor:
         path = embeddings_dir(self.id) / f"{name}.json"
         if path.is_file():  # measured on this machine by `predictor calibrate`: preferred
             return self.embedding(TargetEmbedding.load(path))
-        if name in self.model.devices:
-            d = self.model.devices.index(name)
-            z = self.model.lat_embeddings()[d].detach().double().numpy().tolist()
-            ze = None
-            if name in self.energy_devices:
-                ze = self.model.energy_embeddings()[d].detach().double().numpy().tolist()
-            return TargetEmbedding(name, z, ze, method="trained", checkpoint=self.id)
+        kept = ckpt.embedding_file(self.checkpoint.path, name) if self.checkpoint.path else None
+        if kept is not None and kept.is_file():
+            return self.embedding(TargetEmbedding.load(kept))
+        trained = self.trained_embedding(name)
+        if trained is not None:
+            return trained
         raise InputError(
             f"the predictor has no embedding for target {name!r}",
             hint=f"run `autogo-deploy predictor calibrate --target {name}` (measures the 10 reference archs); "
             f"trained targets: {', '.join(self.model.devices) or 'none'}",
         )
+
+    def trained_embedding(self, name: str) -> TargetEmbedding | None:
+        """The embedding learnt for `name` in training (None for a target training never saw)."""
+        if name not in self.model.devices:
+            return None
+        d = self.model.devices.index(name)
+        z = self.model.lat_embeddings()[d].detach().double().numpy().tolist()
+        ze = None
+        if name in self.energy_devices:
+            ze = self.model.energy_embeddings()[d].detach().double().numpy().tolist()
+        return TargetEmbedding(name, z, ze, method="trained", checkpoint=self.id)
 
     def reference_basis(self, space: str = "nb201") -> np.ndarray:
         from autogo_deploy.predictor.arch_graphs import nb201_tensors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import time
@@ -76,6 +77,7 @@ def train_checkpoint(
         "train": {"config": cfg.to_dict(), "rows": rows, "split_seed": cfg.seed, "test_fraction": 0.2,
                   "fbnet_rows": fbnet_rows, "own_targets": list(own_targets),
                   "own_rows": len(own), "own_holdout_ids": [r["id"] for r in own_held],
+                  "own_max_id": max((r["id"] for r in own + own_held), default=0),
                   "exclude_devices": list(exclude_devices), "samples": len(ts),
                   "seconds_total": round(time.monotonic() - start, 1),
                   "seconds_training": stats["train_seconds"], "history": stats["history"]},
@@ -99,18 +101,38 @@ def _own_rows(db, targets, holdout_fraction, seed):
     ]
 
 
+HOLDOUT_FRACTION = 0.2
+
+
+def _key_fraction(r: dict) -> float:
+    """A number in [0, 1) fixed by the row's (target, space, key): a split no run can reshuffle."""
+    digest = hashlib.sha256(f"{r['target']}|{r['space']}|{r['key']}".encode()).hexdigest()
+    return int(digest[:8], 16) / 2**32
+
+
+def held_out_ids(predictor, rows: list[dict]) -> set[int]:
+    """Ids of the own measurements `predictor` must be scored on and never fitted to: those its
+    training held out (manifest own_holdout_ids) and, of rows stored after it was trained (id above
+    the manifest's own_max_id), a fixed HOLDOUT_FRACTION chosen by key."""
+    man = predictor.checkpoint.manifest.get("train", {})
+    ids = set(man.get("own_holdout_ids", []))
+    newest = man.get("own_max_id")
+    if newest is not None:
+        ids |= {r["id"] for r in rows if r["id"] > newest and _key_fraction(r) < HOLDOUT_FRACTION}
+    return ids
+
+
 def own_holdout(predictor, db=None) -> list[dict]:
-    """The own-target measurements the checkpoint held out of training."""
+    """The own-target measurements held out from the checkpoint (see held_out_ids)."""
     from autogo_deploy.predictor.collect import MeasurementStore
 
-    ids = set(predictor.checkpoint.manifest.get("train", {}).get("own_holdout_ids", []))
-    if not ids:
-        return []
     store = MeasurementStore(db)
     try:
-        return [r for r in store.rows() if r["id"] in ids]
+        rows = store.rows()
     finally:
         store.close()
+    ids = held_out_ids(predictor, rows)
+    return [r for r in rows if r["id"] in ids]
 
 
 def nb201_all_graphs(log: Log = None):
@@ -270,6 +292,56 @@ def calibrate(predictor, target: str, *, measure_kw: dict | None = None, log: Lo
         emb.fit["energy"] = rep
     emb.fit["reference_energy_mj"] = energy
     emb.save(embeddings_dir(predictor.id) / f"{tgt.name}.json")
+    return emb
+
+
+def calibrate_from_store(
+    predictor, target: str, *, db=None, exclude_ids=None, min_rows: int = 20, log: Log = None
+) -> TargetEmbedding:
+    """Fit `target`'s embedding on the measurements `predictor collect` stored for it (the same robust,
+    prior-regularised fit as `calibrate`, λ by 5-fold CV) instead of on 10 reference archs.
+
+    The checkpoint's held-out own measurements (held_out_ids) are left out unless `exclude_ids` says
+    otherwise, so `evaluate` still scores measurements no fit has seen. Energy
+    is fitted too when every row has one. Returns the embedding (method "collected"); not saved."""
+    from autogo_deploy.predictor.collect import MeasurementStore
+
+    store = MeasurementStore(db)
+    try:
+        rows = store.rows(target=target, max_ci95_rel=MAX_CI95_REL)
+        where = str(store.path)
+    finally:
+        store.close()
+    exclude = held_out_ids(predictor, rows) if exclude_ids is None else set(exclude_ids)
+    n_excluded = sum(r["id"] in exclude for r in rows)
+    rows = [r for r in rows if r["id"] not in exclude]
+    if len(rows) < min_rows:
+        raise InputError(
+            f"{where} holds {len(rows)} usable {target} measurements outside the held-out set; "
+            f"need at least {min_rows}",
+            hint=f"run `autogo-deploy predictor collect --target {target} --space zoo -n 200`",
+        )
+    if log:
+        log(f"fitting {target} on {len(rows)} collected measurements")
+    basis = predictor.basis([r["graph"] for r in rows])
+    y = np.array([r["latency_ms"] for r in rows], np.float64)
+    z, report = fit_embedding(basis, y, predictor.z_train())
+    spaces: dict[str, int] = {}
+    for r in rows:
+        spaces[r["space"]] = spaces.get(r["space"], 0) + 1
+    report.pop("reference_rel_error", None)  # one entry per row: the summary below says enough
+    rel = (basis @ z) / y - 1.0
+    report.update(measurements=len(rows), spaces=spaces, held_out_excluded=n_excluded, db=where,
+                  within_10pct_in_sample=float(np.mean(np.abs(rel) <= 0.10)))  # fmt: skip
+    emb = TargetEmbedding(
+        name=target, z_latency=z.tolist(), method="collected", checkpoint=predictor.id, fit=report
+    )
+    energy = np.array([r["energy_mj"] if r["energy_mj"] else np.nan for r in rows], np.float64)
+    if np.all(np.isfinite(energy)) and np.all(energy > 0):
+        ze, rep_e = fit_embedding(basis, energy, predictor.z_train())
+        rep_e.pop("reference_rel_error", None)
+        emb.z_energy = ze.tolist()
+        emb.fit["energy"] = dict(rep_e, power_methods=sorted({str(r["power_method"]) for r in rows}))
     return emb
 
 

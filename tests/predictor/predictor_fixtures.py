@@ -26,3 +26,28 @@ def tiny_trainset(n: int = 48, seed: int = 0):
         devices=list(lat.columns[:3]),
         keys=[f"nb201:{acc.archs[i]}" for i in rows],
     )
+
+
+def store_with_rows(path, target: str, n: int, spaces=("nb201", "zoo-walk")):
+    """A measurement store with n NB201 networks of `target` (latency rising with MACs so a fit has
+    something to find), alternating between `spaces`; returns the store's row ids in order."""
+    from types import SimpleNamespace
+
+    from autogo_deploy.graph import load
+    from autogo_deploy.predictor.collect import MeasurementStore
+    from autogo_deploy.zoo import nb201
+    from autogo_deploy.zoo.nb201 import arch_from_ordinal
+
+    store = MeasurementStore(path)
+    try:
+        for i in range(n):
+            arch = arch_from_ordinal(i * 1009 % 15625)
+            data = nb201(arch).SerializeToString()
+            g = load(data)
+            ms = 0.2 + g.totals()["macs"] / 1e8
+            m = SimpleNamespace(p50_ms=ms, mean_ms=None, p90_ms=None, ci95_rel=0.01, runs=30, energy_mj=3 * ms,
+                                power_method="modeled", method={}, env={})  # fmt: skip
+            store.add(target, spaces[i % len(spaces)], arch, data, g, m)
+        return [r["id"] for r in store.rows()]
+    finally:
+        store.close()

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from predictor_fixtures import needs_data
+from predictor_fixtures import needs_data, store_with_rows
 
 from autogo_deploy.cli.app import main
 from autogo_deploy.predictor import datasets as ds
@@ -194,25 +194,11 @@ def test_fewshot_cli_refuses_conflicting_twins_and_too_few_distinct_archs(
 def test_eval_cli_reports_own_holdout_by_space(tmp_path, capsys, tiny_checkpoint, monkeypatch):
     """`predictor eval` scores the own measurements the checkpoint held out, per target and, when
     they mix spaces (NB201 networks, zoo mutants), per space."""
-    from types import SimpleNamespace
-
-    from autogo_deploy.graph import load
     from autogo_deploy.predictor import checkpoint as ckpt
-    from autogo_deploy.predictor.collect import MeasurementStore
-    from autogo_deploy.zoo import nb201
-    from autogo_deploy.zoo.nb201 import arch_from_ordinal
 
     monkeypatch.setattr(ds, "nb201_split", lambda seed=0: (np.arange(50), np.arange(50, 80)))
     target = tiny_checkpoint.model.devices[0]
-    store = MeasurementStore(tmp_path / "m.sqlite")
-    for i in range(12):
-        arch = arch_from_ordinal(i * 1009)
-        data = nb201(arch).SerializeToString()
-        m = SimpleNamespace(p50_ms=0.5 + i / 10, mean_ms=None, p90_ms=None, ci95_rel=0.01, runs=30,
-                            energy_mj=None, power_method=None, method={}, env={})  # fmt: skip
-        store.add(target, "nb201" if i % 2 else "zoo-walk", arch, data, load(data), m)
-    ids = [r["id"] for r in store.rows()]
-    store.close()
+    ids = store_with_rows(tmp_path / "m.sqlite", target, 12)
     man = dict(
         tiny_checkpoint.manifest, train=dict(tiny_checkpoint.manifest["train"], own_holdout_ids=ids[:10])
     )

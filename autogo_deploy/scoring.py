@@ -21,7 +21,9 @@ def make_scorer(target, *, space: str | None = None, log: Callable[[str], None] 
     predictor = Predictor.load_default()
     try:
         emb = predictor.embedding(target.name)
-        how = emb.method if hasattr(emb, "method") else "cached"
+        how = {"collected": "fitted on collected measurements", "fewshot": "calibrated"}.get(
+            emb.method, emb.method
+        )
     except AutogoError:
         if log:
             log(f"calibrating the predictor for {target.name} (10 reference networks, once)")

@@ -112,14 +112,18 @@ def _key_fraction(r: dict) -> float:
 
 def held_out_ids(predictor, rows: list[dict]) -> set[int]:
     """Ids of the own measurements `predictor` must be scored on and never fitted to: those its
-    training held out (manifest own_holdout_ids) and, of rows stored after it was trained (id above
-    the manifest's own_max_id), a fixed HOLDOUT_FRACTION chosen by key."""
+    training held out (manifest own_holdout_ids) and, of the rows its training never saw (a target it
+    did not train on, or stored after it was trained: id above the manifest's own_max_id), a fixed
+    HOLDOUT_FRACTION chosen by key. Without own_max_id (older checkpoints) every row of a trained
+    target counts as seen."""
     man = predictor.checkpoint.manifest.get("train", {})
+    trained, newest = set(man.get("own_targets", [])), man.get("own_max_id")
+
+    def seen(r: dict) -> bool:
+        return r["target"] in trained and (newest is None or r["id"] <= newest)
+
     ids = set(man.get("own_holdout_ids", []))
-    newest = man.get("own_max_id")
-    if newest is not None:
-        ids |= {r["id"] for r in rows if r["id"] > newest and _key_fraction(r) < HOLDOUT_FRACTION}
-    return ids
+    return ids | {r["id"] for r in rows if not seen(r) and _key_fraction(r) < HOLDOUT_FRACTION}
 
 
 def own_holdout(predictor, db=None) -> list[dict]:

@@ -43,17 +43,21 @@ def test_fit_embedding_on_hundreds_of_rows_recovers_a_linear_target():
 
 @needs_data
 def test_held_out_split_covers_rows_newer_than_the_checkpoint(tmp_path, tiny_checkpoint):
-    ids = store_with_rows(tmp_path / "m.sqlite", tiny_checkpoint.model.devices[0], 40)
-    pred = _with_holdout(tiny_checkpoint, tmp_path / "c", own_holdout_ids=ids[:3], own_max_id=ids[9])
+    target = tiny_checkpoint.model.devices[0]
+    ids = store_with_rows(tmp_path / "m.sqlite", target, 40)
+    other = store_with_rows(tmp_path / "m.sqlite", "npu-sim", 40)[40:]  # a target training never saw
+    pred = _with_holdout(tiny_checkpoint, tmp_path / "c", own_targets=[target], own_holdout_ids=ids[:3],
+                         own_max_id=ids[9])  # fmt: skip
     from autogo_deploy.predictor.collect import MeasurementStore
 
     store = MeasurementStore(tmp_path / "m.sqlite")
     rows = store.rows()
     store.close()
     held = tasks.held_out_ids(pred, rows)
-    newer = {i for i in held if i > ids[9]}
+    newer, untrained = {i for i in held if i in ids[10:]}, held & set(other)
     assert set(ids[:3]) <= held and not held & set(ids[3:10])  # trained rows stay trained
-    assert 0 < len(newer) < 30 and held == tasks.held_out_ids(pred, rows)  # a fixed ~20% of the rest
+    assert 0 < len(newer) < 30 and 0 < len(untrained) < 40  # a fixed ~20% of what training never saw
+    assert held == tasks.held_out_ids(pred, rows)
     assert {r["id"] for r in tasks.own_holdout(pred, tmp_path / "m.sqlite")} == held
 
 
@@ -63,7 +67,8 @@ def test_calibrate_from_store_fits_outside_the_holdout_and_is_found_in_the_check
 ):
     target = "ort-cpu"
     ids = store_with_rows(tmp_path / "m.sqlite", target, 30)
-    pred = _with_holdout(tiny_checkpoint, tmp_path / "c", own_holdout_ids=ids[:6], own_max_id=ids[-1])
+    pred = _with_holdout(tiny_checkpoint, tmp_path / "c", own_targets=[target], own_holdout_ids=ids[:6],
+                         own_max_id=ids[-1])  # fmt: skip
     emb = tasks.calibrate_from_store(pred, target, db=tmp_path / "m.sqlite")
     assert emb.method == "collected" and emb.checkpoint == pred.id
     assert emb.fit["measurements"] == 24 and emb.fit["held_out_excluded"] == 6
@@ -84,7 +89,8 @@ def test_calibrate_from_store_fits_outside_the_holdout_and_is_found_in_the_check
 @needs_data
 def test_calibrate_cli_from_db_into_checkpoint(tmp_path, capsys, tiny_checkpoint):
     ids = store_with_rows(tmp_path / "m.sqlite", "ort-cpu", 30)
-    pred = _with_holdout(tiny_checkpoint, tmp_path / "c", own_holdout_ids=ids[:6], own_max_id=ids[-1])
+    pred = _with_holdout(tiny_checkpoint, tmp_path / "c", own_targets=["ort-cpu"], own_holdout_ids=ids[:6],
+                         own_max_id=ids[-1])  # fmt: skip
     folder = str(pred.checkpoint.path)
     code = main(["predictor", "calibrate", "-t", "ort-cpu", "--from-db", "--db", str(tmp_path / "m.sqlite"),
                  "--checkpoint", folder, "--into-checkpoint", "--json"])  # fmt: skip

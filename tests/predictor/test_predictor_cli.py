@@ -200,7 +200,8 @@ def test_eval_cli_reports_own_holdout_by_space(tmp_path, capsys, tiny_checkpoint
     target = tiny_checkpoint.model.devices[0]
     ids = store_with_rows(tmp_path / "m.sqlite", target, 12)
     man = dict(
-        tiny_checkpoint.manifest, train=dict(tiny_checkpoint.manifest["train"], own_holdout_ids=ids[:10])
+        tiny_checkpoint.manifest,
+        train=dict(tiny_checkpoint.manifest["train"], own_targets=[target], own_holdout_ids=ids[:10]),
     )
     folder = ckpt.save(tiny_checkpoint.model, man, tmp_path / "ckpt").path
 

@@ -273,13 +273,14 @@ def collect(
     measurements taken hours apart on a drifting machine share units. A database's target is either
     drift-corrected or not; mixing is refused.
     """
+    from autogo_deploy.backends.npu_sim import fast_stand_in
     from autogo_deploy.graph import load
     from autogo_deploy.measure import measure
     from autogo_deploy.target import load_target
 
     if space not in SPACES:
         raise InputError(f"unknown space {space!r}", hint=f"valid: {', '.join(SPACES)}")
-    tgt = load_target(target)
+    tgt, _ = fast_stand_in(load_target(target))  # npu-sim: TVM's fusion rule on ONNX, same figures
     ok, reason = tgt.available()
     if not ok:
         from autogo_deploy.errors import BackendUnavailable

@@ -145,3 +145,21 @@ def test_zoo_walk_plan_steps_away_from_the_original(small_db_path, monkeypatch):
     one_step = {k.rsplit(":", 1)[1] for k, _ in itertools.islice(C.plan("zoo", 0), 5) if ":mutant:" in k}
     assert one_step
     assert not one_step & {k.rsplit(":", 1)[1] for k in walk if ":walk1:" in k}
+
+
+def test_npu_sim_is_collected_with_the_fast_fusion_stand_in(tmp_path, monkeypatch):
+    """npu-sim's TVM importer costs 10-70 s a model; collection uses the same fusion rule on ONNX
+    (backends.npu_sim.fast_stand_in), under the target's own name."""
+    seen = []
+
+    def measure(data, tgt, **kw):
+        seen.append((tgt.name, tgt.options.get("fusion")))
+        return FakeMeasurement(p50_ms=1.0, ci95_rel=0.0)
+
+    import autogo_deploy.measure
+
+    monkeypatch.setattr(autogo_deploy.measure, "measure", measure)
+    store = C.MeasurementStore(tmp_path / "m.sqlite")
+    C.collect("npu-sim", "nb201", 2, store=store, retries=0)
+    assert seen == [("npu-sim", "onnx-rules")] * 2 and len(store.rows(target="npu-sim")) == 2
+    store.close()

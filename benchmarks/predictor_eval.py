@@ -6,6 +6,8 @@
                                                                  # packaged default checkpoint
     .venv/bin/python benchmarks/predictor_eval.py --ship --reuse # re-evaluate without retraining
     .venv/bin/python benchmarks/predictor_eval.py --only-fewshot --reuse  # only (b), merged into --out
+    .venv/bin/python benchmarks/predictor_eval.py --checkpoint autogo_deploy/predictor/checkpoint \
+        --skip-lodo --own npu-sim --out …          # score a given checkpoint, no training
 
 Every figure is printed next to simple baselines measured in the same run on the same rows:
 (a) NB201 CIFAR-10 accuracy, held-out 20%: PSC GNN vs gradient-boosted trees on the one-hot cell;
@@ -228,9 +230,9 @@ def _subset(r: dict) -> str:
 
 
 def _parents_of(test: list[dict], all_rows: list[dict]) -> list[dict | None]:
-    """The measured zoo network each mutant was made from (None where it was not measured)."""
-    parents = {r["key"]: r for r in all_rows if r["space"] == "zoo" and not _is_mutant(r)}
-    return [parents.get(r["key"].split(":", 1)[0]) for r in test]
+    """The zoo network each mutant was made from, measured on the mutant's target (None where it was not)."""
+    parents = {(r["target"], r["key"]): r for r in all_rows if r["space"] == "zoo" and not _is_mutant(r)}
+    return [parents.get((r["target"], r["key"].split(":", 1)[0])) for r in test]
 
 
 def _parent_anchored(parents: list[dict | None], pred_test, pred_parent) -> np.ndarray:
@@ -342,6 +344,11 @@ def main() -> int:
     )
     ap.add_argument("--ship", action="store_true", help="write the main model as the packaged checkpoint")
     ap.add_argument(
+        "--checkpoint",
+        default=None,
+        help="evaluate this checkpoint folder (e.g. the packaged one) instead of training",
+    )
+    ap.add_argument(
         "--only-fewshot",
         action="store_true",
         help="run only the few-shot study (b) and merge it into the existing --out JSON",
@@ -370,7 +377,7 @@ def main() -> int:
     results: dict = {"machine_note": "2 shared CPU cores (other jobs running); torch with 1 intra-op thread",
                      "main_config": main_cfg.to_dict(), "lodo_config": lodo_cfg.to_dict()}  # fmt: skip
     out_dir = ckpt.packaged_dir() if args.ship else _scratch() / "main_checkpoint"
-    ck = _reuse(out_dir, main_cfg) if args.reuse else None
+    ck = ckpt.load(args.checkpoint) if args.checkpoint else _reuse(out_dir, main_cfg) if args.reuse else None
     results["reused_checkpoints"] = bool(ck)
     ck = ck or tasks.train_checkpoint(out_dir, cfg=main_cfg, own_db=args.db, own_targets=own, log=log)
     results["training_time"] = {"wall_seconds_total": ck.manifest["train"]["seconds_total"],

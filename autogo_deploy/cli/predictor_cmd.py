@@ -163,7 +163,8 @@ def calibrate_cmd(
     from autogo_deploy.cli.outputs import write_text
     from autogo_deploy.predictor import checkpoint as ckpt
     from autogo_deploy.predictor.inference import embeddings_dir
-    from autogo_deploy.predictor.tasks import calibrate, calibrate_from_store
+    from autogo_deploy.predictor.own import calibrate_from_store
+    from autogo_deploy.predictor.tasks import calibrate
     from autogo_deploy.target import load_target
 
     if db is not None and not from_db:

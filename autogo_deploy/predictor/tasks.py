@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import math
 import time
@@ -23,9 +22,9 @@ from autogo_deploy.predictor.fewshot import (
     log_normalised,
     nb201_count_features,
 )
+from autogo_deploy.predictor.own import HOLDOUT_FRACTION, own_holdout, own_rows
 
 Log = Callable[[str], None] | None
-MAX_CI95_REL = 0.05  # own measurements less precise than ±5% (95% CI of the median) are not used
 
 
 def train_checkpoint(
@@ -37,7 +36,7 @@ def train_checkpoint(
     own_db: str | Path | None = None,
     own_targets: tuple[str, ...] = (),
     exclude_devices: tuple[str, ...] = (),
-    holdout_fraction: float = 0.2,
+    holdout_fraction: float = HOLDOUT_FRACTION,
     log: Log = None,
 ) -> ckpt.Checkpoint:
     """Train and save a checkpoint. rows='train' keeps the held-out 20% NB201 split out of training.
@@ -53,7 +52,7 @@ def train_checkpoint(
     if rows not in ("train", "all"):
         raise InputError(f"rows must be 'train' or 'all', got {rows!r}")
     tr, _ = ds.nb201_split(cfg.seed)
-    own, own_held = _own_rows(own_db, own_targets, holdout_fraction, cfg.seed) if own_targets else ([], [])
+    own, own_held = own_rows(own_db, own_targets, holdout_fraction, cfg.seed) if own_targets else ([], [])
     start = time.monotonic()
     ts = trainsets.build(
         nb201_rows=tr if rows == "train" else None,
@@ -84,59 +83,6 @@ def train_checkpoint(
         "data": "../shared/data: NB201 accuracy/latency train10k (NATS-Bench, HELP), FBNet latency (HELP)",
     }  # fmt: skip
     return ckpt.save(model, manifest, out or ckpt.cache_checkpoint_dir())
-
-
-def _own_rows(db, targets, holdout_fraction, seed):
-    from autogo_deploy.predictor.collect import MeasurementStore
-
-    store = MeasurementStore(db)
-    try:
-        rows = [r for t in targets for r in store.rows(target=t, max_ci95_rel=MAX_CI95_REL)]
-    finally:
-        store.close()
-    rng = np.random.default_rng(seed + 7)
-    held = rng.random(len(rows)) < holdout_fraction
-    return [r for r, h in zip(rows, held, strict=True) if not h], [
-        r for r, h in zip(rows, held, strict=True) if h
-    ]
-
-
-HOLDOUT_FRACTION = 0.2
-
-
-def _key_fraction(r: dict) -> float:
-    """A number in [0, 1) fixed by the row's (target, space, key): a split no run can reshuffle."""
-    digest = hashlib.sha256(f"{r['target']}|{r['space']}|{r['key']}".encode()).hexdigest()
-    return int(digest[:8], 16) / 2**32
-
-
-def held_out_ids(predictor, rows: list[dict]) -> set[int]:
-    """Ids of the own measurements `predictor` must be scored on and never fitted to: those its
-    training held out (manifest own_holdout_ids) and, of the rows its training never saw (a target it
-    did not train on, or stored after it was trained: id above the manifest's own_max_id), a fixed
-    HOLDOUT_FRACTION chosen by key. Without own_max_id (older checkpoints) every row of a trained
-    target counts as seen."""
-    man = predictor.checkpoint.manifest.get("train", {})
-    trained, newest = set(man.get("own_targets", [])), man.get("own_max_id")
-
-    def seen(r: dict) -> bool:
-        return r["target"] in trained and (newest is None or r["id"] <= newest)
-
-    ids = set(man.get("own_holdout_ids", []))
-    return ids | {r["id"] for r in rows if not seen(r) and _key_fraction(r) < HOLDOUT_FRACTION}
-
-
-def own_holdout(predictor, db=None) -> list[dict]:
-    """The own-target measurements held out from the checkpoint (see held_out_ids)."""
-    from autogo_deploy.predictor.collect import MeasurementStore
-
-    store = MeasurementStore(db)
-    try:
-        rows = store.rows()
-    finally:
-        store.close()
-    ids = held_out_ids(predictor, rows)
-    return [r for r in rows if r["id"] in ids]
 
 
 def nb201_all_graphs(log: Log = None):
@@ -299,56 +245,6 @@ def calibrate(predictor, target: str, *, measure_kw: dict | None = None, log: Lo
     return emb
 
 
-def calibrate_from_store(
-    predictor, target: str, *, db=None, exclude_ids=None, min_rows: int = 20, log: Log = None
-) -> TargetEmbedding:
-    """Fit `target`'s embedding on the measurements `predictor collect` stored for it (the same robust,
-    prior-regularised fit as `calibrate`, λ by 5-fold CV) instead of on 10 reference archs.
-
-    The checkpoint's held-out own measurements (held_out_ids) are left out unless `exclude_ids` says
-    otherwise, so `evaluate` still scores measurements no fit has seen. Energy
-    is fitted too when every row has one. Returns the embedding (method "collected"); not saved."""
-    from autogo_deploy.predictor.collect import MeasurementStore
-
-    store = MeasurementStore(db)
-    try:
-        rows = store.rows(target=target, max_ci95_rel=MAX_CI95_REL)
-        where = str(store.path)
-    finally:
-        store.close()
-    exclude = held_out_ids(predictor, rows) if exclude_ids is None else set(exclude_ids)
-    n_excluded = sum(r["id"] in exclude for r in rows)
-    rows = [r for r in rows if r["id"] not in exclude]
-    if len(rows) < min_rows:
-        raise InputError(
-            f"{where} holds {len(rows)} usable {target} measurements outside the held-out set; "
-            f"need at least {min_rows}",
-            hint=f"run `autogo-deploy predictor collect --target {target} --space zoo -n 200`",
-        )
-    if log:
-        log(f"fitting {target} on {len(rows)} collected measurements")
-    basis = predictor.basis([r["graph"] for r in rows])
-    y = np.array([r["latency_ms"] for r in rows], np.float64)
-    z, report = fit_embedding(basis, y, predictor.z_train())
-    spaces: dict[str, int] = {}
-    for r in rows:
-        spaces[r["space"]] = spaces.get(r["space"], 0) + 1
-    report.pop("reference_rel_error", None)  # one entry per row: the summary below says enough
-    rel = (basis @ z) / y - 1.0
-    report.update(measurements=len(rows), spaces=spaces, held_out_excluded=n_excluded, db=where,
-                  within_10pct_in_sample=float(np.mean(np.abs(rel) <= 0.10)))  # fmt: skip
-    emb = TargetEmbedding(
-        name=target, z_latency=z.tolist(), method="collected", checkpoint=predictor.id, fit=report
-    )
-    energy = np.array([r["energy_mj"] if r["energy_mj"] else np.nan for r in rows], np.float64)
-    if np.all(np.isfinite(energy)) and np.all(energy > 0):
-        ze, rep_e = fit_embedding(basis, energy, predictor.z_train())
-        rep_e.pop("reference_rel_error", None)
-        emb.z_energy = ze.tolist()
-        emb.fit["energy"] = dict(rep_e, power_methods=sorted({str(r["power_method"]) for r in rows}))
-    return emb
-
-
 def csv_text(header: tuple[str, str], rows) -> str:
     """The CSV document (header + arch,value rows, values to 6 significant digits)."""
     buf = io.StringIO(newline="")
@@ -406,10 +302,12 @@ def evaluate(predictor, *, db=None, log: Log = None) -> dict:
     for r in held:
         by_target.setdefault(r["target"], []).append(r)
     for t, rows in by_target.items():
-        if t not in predictor.model.devices:
+        try:  # trained, kept in the checkpoint folder or calibrated on this machine
+            emb = predictor.embedding(t)
+        except InputError:
             continue
         graphs = [r["graph"] for r in rows]
-        pred = predictor.latency(predictor.embedding(t), graphs, predictor.basis(graphs))
+        pred = predictor.latency(emb, graphs, predictor.basis(graphs))
         y = np.array([r["latency_ms"] for r in rows])
         report["own"][t] = latency_metrics(pred, y)
         spaces = np.array([r["space"] for r in rows])

@@ -12,7 +12,7 @@ from predictor_fixtures import needs_data, store_with_rows
 from autogo_deploy.cli.app import main
 from autogo_deploy.errors import InputError
 from autogo_deploy.predictor import checkpoint as ckpt
-from autogo_deploy.predictor import tasks
+from autogo_deploy.predictor import own
 from autogo_deploy.predictor.fewshot import _folds, fit_embedding
 from autogo_deploy.predictor.inference import Predictor, embeddings_dir
 
@@ -53,12 +53,12 @@ def test_held_out_split_covers_rows_newer_than_the_checkpoint(tmp_path, tiny_che
     store = MeasurementStore(tmp_path / "m.sqlite")
     rows = store.rows()
     store.close()
-    held = tasks.held_out_ids(pred, rows)
+    held = own.held_out_ids(pred, rows)
     newer, untrained = {i for i in held if i in ids[10:]}, held & set(other)
     assert set(ids[:3]) <= held and not held & set(ids[3:10])  # trained rows stay trained
     assert 0 < len(newer) < 30 and 0 < len(untrained) < 40  # a fixed ~20% of what training never saw
-    assert held == tasks.held_out_ids(pred, rows)
-    assert {r["id"] for r in tasks.own_holdout(pred, tmp_path / "m.sqlite")} == held
+    assert held == own.held_out_ids(pred, rows)
+    assert {r["id"] for r in own.own_holdout(pred, tmp_path / "m.sqlite")} == held
 
 
 @needs_data
@@ -69,12 +69,12 @@ def test_calibrate_from_store_fits_outside_the_holdout_and_is_found_in_the_check
     ids = store_with_rows(tmp_path / "m.sqlite", target, 30)
     pred = _with_holdout(tiny_checkpoint, tmp_path / "c", own_targets=[target], own_holdout_ids=ids[:6],
                          own_max_id=ids[-1])  # fmt: skip
-    emb = tasks.calibrate_from_store(pred, target, db=tmp_path / "m.sqlite")
+    emb = own.calibrate_from_store(pred, target, db=tmp_path / "m.sqlite")
     assert emb.method == "collected" and emb.checkpoint == pred.id
     assert emb.fit["measurements"] == 24 and emb.fit["held_out_excluded"] == 6
     assert emb.fit["spaces"] == {"nb201": 12, "zoo-walk": 12} and emb.z_energy is not None
     with pytest.raises(InputError, match="holds 24 usable ort-cpu measurements .* need at least 25"):
-        tasks.calibrate_from_store(pred, target, db=tmp_path / "m.sqlite", min_rows=25)
+        own.calibrate_from_store(pred, target, db=tmp_path / "m.sqlite", min_rows=25)
     with pytest.raises(InputError):  # the tiny checkpoint never trained on ort-cpu
         pred.embedding(target)
     emb.save(ckpt.embedding_file(pred.checkpoint.path, target))

@@ -309,6 +309,7 @@ def optimize(
             npu_options=tgt.options if weigh_by == "target" else None,
             spill=(spill_dir.name, int(spill_mb * 2**20)),
             widen_share=widen_share,
+            min_depth=budgets.min_depth(baseline.depth),
         )
     # measure-in-the-loop uses a shorter time cap than `profile` (the ±1% goal still stops it earlier)
     overrides = {"time_cap_s": min(10.0, float(tgt.protocol.get("time_cap_s", 10.0)))}

@@ -53,6 +53,15 @@ class Budgets:
     def acc_drop(self) -> float:
         return self.limits.get("acc_drop", 0.0)
 
+    def min_depth(self, base_depth: int) -> int | None:
+        """The fewest weighted layers on the longest path a candidate may keep under `depth_drop`
+        (judged exactly as `violations` judges it); None without that budget or without depth."""
+        if "depth_drop" not in self.limits or base_depth <= 0:
+            return None
+        return next(
+            d for d in range(base_depth + 1) if not self.violations({"depth_drop": 1.0 - d / base_depth})
+        )
+
     def violations(self, metrics: dict[str, float | None]) -> list[str]:
         """Budget names broken by `metrics` (missing metrics are not judged)."""
         broken = []

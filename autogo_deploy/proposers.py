@@ -80,6 +80,7 @@ def _init_worker(
     npu_options: dict | None = None,
     widen_share: float = 0.0,
     max_macs_growth: float | None = None,
+    min_depth: int | None = None,
 ) -> None:
     from autogo_deploy.segments.db import SegmentDB
 
@@ -90,6 +91,8 @@ def _init_worker(
     _WORKER["segment_weight"] = segment_weight
     _WORKER["widen_share"] = float(widen_share)
     _WORKER["max_macs_growth"] = max_macs_growth
+    _WORKER["min_depth"] = min_depth
+    _WORKER["rep_depth"] = {}  # replacement id -> weighted layers on its longest path
     _WORKER["npu"] = None
     if segment_weight == "target":
         from autogo_deploy.backends.npu_model import NpuConstants
@@ -101,6 +104,7 @@ def _mutate_task(args: tuple) -> list[dict]:
     parent, verified, seed, tries, max_nodes, cost_targets, spill = args
     parent_bytes = Path(parent).read_bytes() if isinstance(parent, str) else parent
     from autogo_deploy import mutate, segment_weights
+    from autogo_deploy.depth import DepthMap
     from autogo_deploy.graph import from_verified, load
     from autogo_deploy.segments.segment import segmentation
 
@@ -119,6 +123,8 @@ def _mutate_task(args: tuple) -> list[dict]:
         macs_per_param=_WORKER["macs_per_param"],
         constants=_WORKER["npu"],
     )
+    floor = _WORKER.get("min_depth")
+    depths = DepthMap(g.model) if floor else None  # the depth_drop budget, checked before the MILP
     out: list[dict] = []
     rejections: dict[str, int] = {}
     for k in range(tries):
@@ -138,6 +144,12 @@ def _mutate_task(args: tuple) -> list[dict]:
         if not replacements:
             rejections["no replacement"] = rejections.get("no replacement", 0) + 1
             continue
+        if depths is not None:
+            need = depths.needed(set(occ.node_names), list(occ.inputs), list(occ.outputs), floor)
+            replacements = [r for r in replacements if _replacement_depth(r) >= need]
+            if not replacements:  # each would leave the network shallower than the budget allows
+                rejections["depth bound"] = rejections.get("depth bound", 0) + 1
+                continue
         rep = rng.choice(replacements)
         cost_target = rng.choice(cost_targets)
         m = mutate.apply(
@@ -158,6 +170,9 @@ def _mutate_task(args: tuple) -> list[dict]:
             continue
         data = m.data  # the bytes mutate.apply verified
         stats = graph_stats(m.model)  # verified by mutate.apply: no second load
+        if floor and stats["depth"] < floor:  # infeasible under depth_drop: not worth a prediction
+            rejections["depth"] = rejections.get("depth", 0) + 1
+            continue
         cid = candidate_id(data)
         if spill is not None and len(data) >= spill[1]:
             # big models go to the run's spill folder as files, not through the process pipe
@@ -183,6 +198,16 @@ def _mutate_task(args: tuple) -> list[dict]:
     return out + [{"rejections": rejections}]
 
 
+def _replacement_depth(rep) -> int:
+    """Weighted layers on a replacement segment's longest path (cached per worker)."""
+    from autogo_deploy.depth import layer_count_and_depth
+
+    cache = _WORKER["rep_depth"]
+    if rep.id not in cache:
+        cache[rep.id] = layer_count_and_depth(rep.skeleton())[1]
+    return cache[rep.id]
+
+
 class GraphProposer:
     def __init__(
         self,
@@ -199,6 +224,7 @@ class GraphProposer:
         spill: tuple[str, int] | None = None,
         widen_share: float = 0.0,
         max_macs_growth: float | None = None,
+        min_depth: int | None = None,
     ):
         """cost_targets: the MILP cost targets a mutation draws from (see mutate.apply);
         macs_per_param: what a weight costs in MACs on the target (Target.macs_per_param), which
@@ -208,7 +234,10 @@ class GraphProposer:
         handed over as files (Candidate.spill_path), parents in such a folder are read from it;
         widen_share: the share of mutations whose source segment is widened over 2 to WIDEN_PIECES
         neighbouring BPE pieces (Segmentation.widened); max_macs_growth: mutate.apply's limit on how
-        many times its source segment's MACs a replacement may cost (None: no limit)."""
+        many times its source segment's MACs a replacement may cost (None: no limit); min_depth: the
+        fewest weighted layers on the longest path a mutant may keep (the depth_drop budget,
+        `Budgets.min_depth`): replacements that cannot keep it are skipped before the MILP, and
+        mutants below it are dropped instead of being scored (None: no floor)."""
         if not 0.0 <= widen_share <= 1.0:
             raise InputError(f"widen share must be in [0, 1], got {widen_share}")
         self.spill = (str(spill[0]), int(spill[1])) if spill else None
@@ -227,6 +256,7 @@ class GraphProposer:
             npu_options,
             widen_share,
             max_macs_growth,
+            min_depth,
         )
         if self.jobs > 1:
             self._pool = ProcessPoolExecutor(self.jobs, initializer=_init_worker, initargs=init)

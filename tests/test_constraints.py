@@ -56,3 +56,13 @@ def test_a_default_budget_never_overrides_the_users():
     assert b.limits["depth_drop"] == DEFAULT_DEPTH_DROP and b.defaulted == ("depth_drop",)
     lifted = parse_budgets(["depth_drop=1"]).with_default("depth_drop", DEFAULT_DEPTH_DROP)
     assert lifted.limits["depth_drop"] == 1.0 and lifted.defaulted == ()
+
+
+def test_min_depth_is_the_floor_the_depth_drop_budget_allows():
+    from autogo_deploy.constraints import parse_budgets
+
+    assert parse_budgets(["depth_drop=0.1"]).min_depth(50) == 45
+    assert parse_budgets(["depth_drop=0.1"]).min_depth(18) == 17  # 1 - 17/18 = 0.056 <= 0.1
+    assert parse_budgets(["depth_drop=0"]).min_depth(18) == 18
+    assert parse_budgets(["depth_drop=1"]).min_depth(18) == 0
+    assert parse_budgets(["acc_drop=0"]).min_depth(18) is None

@@ -105,3 +105,24 @@ def test_optimize_rejects_bad_arguments(tmp_path):
         api.optimize("zoo:nb201", "ort-cpu", escape_after=0)
     with pytest.raises(InputError, match="widen-share takes a share"):
         api.optimize("zoo:nb201", "ort-cpu", widen_share=1.5)
+
+
+class _Built(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("budgets", "floor"), [([], 17), (["depth_drop=0"], 18), (["depth_drop=1"], 0)])
+def test_the_proposer_gets_the_depth_floor_of_the_budgets(monkeypatch, small_db_path, budgets, floor):
+    """ResNet-18 has depth 18: the default leash (0.1) keeps 17, depth_drop=0 all 18, 1 none."""
+    from autogo_deploy import api, proposers
+
+    seen = {}
+
+    def record(*args, **kwargs):
+        seen.update(kwargs)
+        raise _Built
+
+    monkeypatch.setattr(proposers, "GraphProposer", record)
+    with pytest.raises(_Built):
+        api.optimize("zoo:resnet18", "npu-sim", budgets=budgets, generations=1, jobs=1, db_path=small_db_path)
+    assert seen["min_depth"] == floor

@@ -22,7 +22,9 @@ def parent():
     return Candidate(candidate_id(data), data, None, 0, **graph_stats(data))
 
 
-def _propose(db_path, parent, weight: str, seed: int = 3, widen_share: float = 0.0, n: int = 6):
+def _propose(
+    db_path, parent, weight: str, seed: int = 3, widen_share: float = 0.0, n: int = 6, min_depth=None
+):
     proposer = GraphProposer(
         str(db_path),
         align=16,
@@ -32,6 +34,7 @@ def _propose(db_path, parent, weight: str, seed: int = 3, widen_share: float = 0
         segment_weight=weight,
         npu_options=load_target("npu-sim").options if weight == "target" else None,
         widen_share=widen_share,
+        min_depth=min_depth,
     )
     try:
         return proposer(parent, random.Random(seed), n), proposer
@@ -129,3 +132,15 @@ def test_widened_mutations_replace_more_of_the_parent(small_db_path, parent):
         assert io_signature(model) == io
     with pytest.raises(InputError, match="widen share"):
         GraphProposer(str(small_db_path), jobs=1, widen_share=1.5)
+
+
+def test_a_depth_floor_keeps_every_mutant_at_least_that_deep(small_db_path, parent):
+    """depth_drop=0 on ResNet-18 (depth 18): no mutant loses a layer of its longest path, and the
+    replacements that could only lose one are skipped (most before the MILP)."""
+    free, _ = _propose(small_db_path, parent, "macs", seed=3, n=24)
+    assert min(m.depth for m in free) < 18  # without a floor the same draws make shallower mutants
+    kept, proposer = _propose(small_db_path, parent, "macs", seed=3, n=24, min_depth=18)
+    assert kept and all(m.depth >= 18 for m in kept)
+    assert proposer.rejections.get("depth bound", 0) + proposer.rejections.get("depth", 0) > 0
+    for m in kept:  # the depth the proposer reports is the exact one
+        assert m.depth == graph_stats(m.model_bytes)["depth"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import onnx
 
-WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+from autogo_deploy.depth import layer_count_and_depth
+
 SHALLOW_WARNING_RATIO = 0.75  # warn when the result keeps less than this share of the input's depth
 
 
@@ -19,21 +20,8 @@ def layer_structure(model: bytes | onnx.ModelProto) -> dict:
     """{"weighted_layers": n, "depth": weighted layers on the longest input-to-output path}."""
     if isinstance(model, bytes):
         model = onnx.load_from_string(model)
-    g = model.graph
-    consts = {t.name for t in g.initializer}
-    consts |= {o for n in g.node if n.op_type == "Constant" for o in n.output}
-    depth: dict[str, int] = {}  # tensor -> weighted layers on the longest path that produces it
-    weighted = 0
-    for node in g.node:  # graph.load keeps nodes in topological order; any valid ONNX file must
-        layer = int(node.op_type in WEIGHTED and any(t in consts for t in node.input[1:2]))
-        weighted += layer
-        d = max((depth.get(t, 0) for t in node.input if t), default=0) + layer
-        for t in node.output:
-            depth[t] = d
-    return {
-        "weighted_layers": weighted,
-        "depth": max((depth.get(o.name, 0) for o in g.output), default=0),
-    }
+    weighted, depth = layer_count_and_depth(model)
+    return {"weighted_layers": weighted, "depth": depth}
 
 
 def compare(baseline: bytes, result: bytes) -> dict:

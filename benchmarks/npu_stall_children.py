@@ -1,12 +1,13 @@
 """What holds an npu-sim search back late in a run: the accuracy gate, or no faster child?
 
-    python benchmarks/npu_stall_children.py best.onnx [--children 72] [--seed 7]
+    python benchmarks/npu_stall_children.py best.onnx [--base resnet50] [--children 72] [--seed 7]
 
-`best.onnx` is a result of `autogo-deploy optimize zoo:resnet50 -t npu-sim ... -o best.onnx`. Its
+`best.onnx` is a result of `autogo-deploy optimize zoo:resnet50 -t npu-sim ... -o best.onnx` (or the
+cleaned input itself, to ask the same of the first generation; `--base` names the zoo input). Its
 fresh children (the same proposer as the search: latency cost targets, MACs guard, the default depth
 leash) are scored by the packaged predictor and simulated on npu-sim; the counts say how many are
 predicted no less accurate than the input (acc_drop=0) and how many simulate faster than their
-parent. Writes benchmarks/results/npu_stall_children.json.
+parent. Writes benchmarks/results/npu_stall_children.json (or --out).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def _candidate(data: bytes) -> Candidate:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", type=Path, help="an optimize result for zoo:resnet50 on npu-sim")
+    ap.add_argument("model", type=Path, help="an optimize result for the zoo input on npu-sim")
+    ap.add_argument("--base", default="resnet50", help="the zoo network the result came from")
+    ap.add_argument("--out", type=Path, default=RESULTS / "npu_stall_children.json")
     ap.add_argument("--children", type=int, default=72)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
@@ -42,7 +45,7 @@ def main() -> None:
     tgt = load_target("npu-sim")
     simulate = api.in_process_measurer(fast_stand_in(tgt)[0], seed=0)
     scorer, _ = scoring.make_scorer(tgt)
-    base = _candidate(load(zoo.build("resnet50").SerializeToString(), cleanup=True).to_bytes())
+    base = _candidate(load(zoo.build(args.base).SerializeToString(), cleanup=True).to_bytes())
     best = _candidate(args.model.read_bytes())
     p_base, p_best = scorer([base, best])
     parent_ms = simulate(best.model_bytes)["latency_ms"]
@@ -70,6 +73,7 @@ def main() -> None:
         acc_ok, faster, both = acc_ok + ok, faster + quick, both + (ok and quick)
     doc = {
         "benchmark": "npu_stall_children",
+        "base": args.base,
         "parent": {
             "depth": best.depth,
             "latency_ms": parent_ms,
@@ -81,8 +85,8 @@ def main() -> None:
         "both": both,
         "proposer": {"accepted": proposer.accepted, "rejections": proposer.rejections},
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "npu_stall_children.json").write_text(json.dumps(doc, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc, indent=2))
 
 

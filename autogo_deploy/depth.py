@@ -9,6 +9,8 @@ could only break the budget (the exact depth of every mutant is still counted af
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import onnx
 
 WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -46,14 +48,20 @@ class DepthMap:
             for t in n.output:
                 self.to[t] = d
         self.depth = max((self.to.get(o, 0) for o in self.outputs), default=0)
-        self.after: dict[str, int] = {o: 0 for o in self.outputs}  # tensor -> layers from it to an output
+
+    @cached_property
+    def after(self) -> dict[str, int]:
+        """Tensor -> layers on the longest path from it to an output (only the bound needs it, so a
+        plain depth count, done for every mutant, skips this backward pass)."""
+        after: dict[str, int] = {o: 0 for o in self.outputs}
         for n, layer in zip(reversed(self.nodes), reversed(self.layer), strict=True):
-            below = max((self.after[t] for t in n.output if t in self.after), default=None)
+            below = max((after[t] for t in n.output if t in after), default=None)
             if below is None:
                 continue  # nothing it produces reaches an output
             for t in n.input:
                 if t and t not in self.consts:
-                    self.after[t] = max(self.after.get(t, 0), below + layer)
+                    after[t] = max(after.get(t, 0), below + layer)
+        return after
 
     def avoiding(self, names: set[str]) -> int:
         """Depth of the longest input-to-output path through none of the nodes `names`."""

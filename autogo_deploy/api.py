@@ -225,6 +225,7 @@ def optimize(
     segment_weight: str = "macs",
     escape_after: int | None = None,
     widen_share: float = 0.0,
+    model_mutants: bool = True,
     spill_mb: float = 256.0,
     time_limit_s: float | None = None,
     seed: int = 0,
@@ -310,6 +311,9 @@ def optimize(
             spill=(spill_dir.name, int(spill_mb * 2**20)),
             widen_share=widen_share,
             min_depth=budgets.min_depth(baseline.depth),
+            # a target with a cost model (npu-sim): every mutant costed there in the worker, ranked
+            # by that instead of a prediction (Candidate.modeled)
+            cost_model=tgt.options if model_mutants and tgt.backend == "npu-sim" else None,
         )
     # measure-in-the-loop uses a shorter time cap than `profile` (the ±1% goal still stops it earlier)
     overrides = {"time_cap_s": min(10.0, float(tgt.protocol.get("time_cap_s", 10.0)))}
@@ -374,6 +378,7 @@ def optimize(
     stats = {"accepted": proposer.accepted, "rejections": dict(proposer.rejections)}
     if space is None:
         stats["segment_weight"] = weigh_by
+        stats["mutants_modeled"] = bool(model_mutants and tgt.backend == "npu-sim")
     h2h = None
     if head_to_head_rounds and result.best is not None:
         from autogo_deploy.headtohead import confirm_best

@@ -29,6 +29,9 @@ class Candidate:
     depth: int = 0  # weighted layers on the longest path (report.structure.layer_structure)
     predicted: dict = field(default_factory=dict)
     measured: dict | None = None
+    # the target's own cost model evaluated by the proposer on the mutant (npu-sim: latency_ms,
+    # energy_mj, power_w; exact figures of a deterministic target, not a prediction); None elsewhere
+    modeled: dict | None = None
     evaluator: float | None = None
     acc_delta: float | None = None
     depth_drop: float | None = None  # share of the input's depth this model lost (set by the search)
@@ -39,14 +42,15 @@ class Candidate:
     verified: bool = field(default=False, repr=False)
 
     def cost(self, key: str, scale: float = 1.0) -> float | None:
-        """Measured value when there is one, else the (rescaled) prediction."""
+        """Measured value when there is one, else the cost model's, else the (rescaled) prediction."""
         if key in ("macs", "params"):
             return float(getattr(self, key))
         if key == "neg_acc":  # maximise predicted accuracy
             acc = self.predicted.get("acc")
             return None if acc is None else -float(acc)
-        if self.measured and self.measured.get(key) is not None:
-            return float(self.measured[key])
+        for figures in (self.measured, self.modeled):
+            if figures and figures.get(key) is not None:
+                return float(figures[key])
         value = self.predicted.get(key)
         return None if value is None else float(value) * scale
 
@@ -54,7 +58,7 @@ class Candidate:
         return {
             "latency_ms": self.cost("latency_ms", scale),
             "energy_mj": self.cost("energy_mj", scale),
-            "power_w": (self.measured or {}).get("power_w"),
+            "power_w": self.cost("power_w"),  # measured, else the cost model's; never predicted
             "params": self.params,
             "macs": self.macs,
             "peak_mem_mb": self.peak_mem_mb,

@@ -81,6 +81,7 @@ def _init_worker(
     widen_share: float = 0.0,
     max_macs_growth: float | None = None,
     min_depth: int | None = None,
+    cost_model: dict | None = None,
 ) -> None:
     from autogo_deploy.segments.db import SegmentDB
 
@@ -94,10 +95,14 @@ def _init_worker(
     _WORKER["min_depth"] = min_depth
     _WORKER["rep_depth"] = {}  # replacement id -> weighted layers on its longest path
     _WORKER["npu"] = None
-    if segment_weight == "target":
+    _WORKER["cost_model"] = None
+    if segment_weight == "target" or cost_model is not None:
         from autogo_deploy.backends.npu_model import NpuConstants
 
-        _WORKER["npu"] = NpuConstants.from_options(npu_options or {})
+        if segment_weight == "target":
+            _WORKER["npu"] = NpuConstants.from_options(npu_options or {})
+        if cost_model is not None:
+            _WORKER["cost_model"] = NpuConstants.from_options(cost_model)
 
 
 def _mutate_task(args: tuple) -> list[dict]:
@@ -173,6 +178,7 @@ def _mutate_task(args: tuple) -> list[dict]:
         if floor and stats["depth"] < floor:  # infeasible under depth_drop: not worth a prediction
             rejections["depth"] = rejections.get("depth", 0) + 1
             continue
+        modeled = _modeled(m.model)
         cid = candidate_id(data)
         if spill is not None and len(data) >= spill[1]:
             # big models go to the run's spill folder as files, not through the process pipe
@@ -194,8 +200,23 @@ def _mutate_task(args: tuple) -> list[dict]:
             "detail": m.changes,
         }
         del m  # a VGG-16 mutant's ModelProto is 550 MB: not kept beside its bytes
-        out.append({"model": data, "cid": cid, "change": change, **stats})
+        out.append({"model": data, "cid": cid, "change": change, "modeled": modeled, **stats})
     return out + [{"rejections": rejections}]
+
+
+def _modeled(model) -> dict | None:
+    """The target's cost model on a verified mutant (npu-sim: ~5 ms for a ResNet-50), or None when
+    the proposer has none. The same fusion rule and constants as the measurement in the loop (the
+    npu-sim harness with onnx-rules fusion), run on the mutant as spliced: the harness cleans the
+    model first, which on this tool's own mutants changes no figure (tests/test_proposers.py)."""
+    consts = _WORKER.get("cost_model")
+    if consts is None:
+        return None
+    from autogo_deploy.backends.npu_fuse import onnx_groups
+    from autogo_deploy.backends.npu_model import cost_groups
+
+    cost = cost_groups(onnx_groups(model), consts)
+    return {k: float(cost[k]) for k in ("latency_ms", "energy_mj", "power_w")}
 
 
 def _replacement_depth(rep) -> int:
@@ -225,6 +246,7 @@ class GraphProposer:
         widen_share: float = 0.0,
         max_macs_growth: float | None = None,
         min_depth: int | None = None,
+        cost_model: dict | None = None,
     ):
         """cost_targets: the MILP cost targets a mutation draws from (see mutate.apply);
         macs_per_param: what a weight costs in MACs on the target (Target.macs_per_param), which
@@ -237,7 +259,9 @@ class GraphProposer:
         many times its source segment's MACs a replacement may cost (None: no limit); min_depth: the
         fewest weighted layers on the longest path a mutant may keep (the depth_drop budget,
         `Budgets.min_depth`): replacements that cannot keep it are skipped before the MILP, and
-        mutants below it are dropped instead of being scored (None: no floor)."""
+        mutants below it are dropped instead of being scored (None: no floor); cost_model: the npu-sim
+        target's options: every mutant is then costed by the target's cost model in the worker
+        (`Candidate.modeled`), so the search ranks it by that figure instead of a prediction."""
         if not 0.0 <= widen_share <= 1.0:
             raise InputError(f"widen share must be in [0, 1], got {widen_share}")
         self.spill = (str(spill[0]), int(spill[1])) if spill else None
@@ -257,6 +281,7 @@ class GraphProposer:
             widen_share,
             max_macs_growth,
             min_depth,
+            cost_model,
         )
         if self.jobs > 1:
             self._pool = ProcessPoolExecutor(self.jobs, initializer=_init_worker, initargs=init)
@@ -303,6 +328,7 @@ class GraphProposer:
                     "params": item["params"],
                     "peak_mem_mb": item["peak_mem_mb"],
                     "depth": item["depth"],
+                    "modeled": item["modeled"],
                     "verified": True,  # mutate.apply verified it (Mutant.verify)
                 }
                 if isinstance(data, str):  # spilled by the worker

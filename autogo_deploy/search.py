@@ -204,12 +204,14 @@ class Search:
         """On an exact target, no front member stays a prediction: after a rescaling moved an unmeasured
         mutant onto the front (or to its head, where the rank share gives it most of the children), it
         is measured now (~1 s on npu-sim), until the front holds measured figures only (at most
-        front_size measurements). Timed targets keep measure_top per generation: a measurement costs
-        seconds there, and the final front is measured anyway."""
+        front_size measurements). A member with the target's cost-model figures from the proposer
+        (Candidate.modeled) is not a prediction and waits for the final measurement. Timed targets
+        keep measure_top per generation: a measurement costs seconds there, and the final front is
+        measured anyway."""
         if not self.exact():
             return
         for _ in range(self.cfg.front_size):
-            pending = [c for c in self.front() if c.measured is None]
+            pending = [c for c in self.front() if c.measured is None and c.modeled is None]
             if not pending:
                 return
             self._measure(pending[0])

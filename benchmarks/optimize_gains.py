@@ -113,6 +113,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         segment_weight=args.segment_weight,
         escape_after=args.escape_after,
         widen_share=args.widen_share,
+        model_mutants=not args.no_model_mutants,
         time_limit_s=args.time_limit,
         seed=args.seed,
         strategy="random" if mode == "random" else "pareto",
@@ -168,6 +169,11 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
             "latency_change": ok[-1]["latency_change_pct"] / 100 if ok else None,
             "latency_ratio_ci95": ok[-1]["latency_ratio_ci95"] if ok else None,
         }
+    if best and args.save_best:
+        args.save_best.mkdir(parents=True, exist_ok=True)
+        path = args.save_best / f"{model}_{target}_{mode}_{args.tag or 'untagged'}.onnx"
+        path.write_bytes(best.model_bytes)
+        row["saved_best"] = str(path)
     if best:
         mm = best.measured
         row.update(
@@ -296,6 +302,12 @@ def main() -> None:
     ap.add_argument("--segment-weight", default="macs", choices=("macs", "target"))
     ap.add_argument("--escape-after", type=int, default=None, help="SearchConfig.escape_after")
     ap.add_argument("--widen-share", type=float, default=0.0, help="GraphProposer widen_share")
+    ap.add_argument("--save-best", type=Path, default=None, help="write each emitted model into DIR")
+    ap.add_argument(
+        "--no-model-mutants",
+        action="store_true",
+        help="npu-sim: rank mutants by the predictor, not by the cost model run in the proposer",
+    )
     ap.add_argument("--time-limit", type=float, default=None, help="seconds per search (stops early)")
     ap.add_argument("--jobs", type=int, default=None, help="proposer worker processes (default: all cores)")
     ap.add_argument(

@@ -42,3 +42,17 @@ def test_from_spill_and_json_never_carry_the_bytes(tmp_path):
     json.dumps(doc)  # plain JSON
     back = Candidate(model_bytes=b"model", **doc)  # a checkpoint round trip
     assert back.model_bytes == b"model" and not back.verified
+
+
+def test_cost_prefers_the_measurement_then_the_cost_model_then_the_rescaled_prediction():
+    c = _cand()
+    c.predicted = {"acc": 90.0, "latency_ms": 2.0}
+    assert c.cost("latency_ms", scale=1.5) == 3.0  # a prediction is rescaled
+    assert c.metrics()["power_w"] is None  # power is never predicted
+    c.modeled = {"latency_ms": 2.5, "energy_mj": None, "power_w": 4.0}
+    assert c.cost("latency_ms", scale=1.5) == 2.5  # the target's cost model: exact, not rescaled
+    assert c.metrics()["power_w"] == 4.0  # budgets judge the cost model's power until measured
+    assert c.cost("energy_mj") is None  # no figure anywhere
+    c.measured = {"latency_ms": 2.4}
+    assert c.cost("latency_ms", scale=1.5) == 2.4
+    assert c.to_json()["modeled"]["latency_ms"] == 2.5  # kept in checkpoints

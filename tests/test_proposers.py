@@ -23,7 +23,14 @@ def parent():
 
 
 def _propose(
-    db_path, parent, weight: str, seed: int = 3, widen_share: float = 0.0, n: int = 6, min_depth=None
+    db_path,
+    parent,
+    weight: str,
+    seed: int = 3,
+    widen_share: float = 0.0,
+    n: int = 6,
+    min_depth=None,
+    cost_model=None,
 ):
     proposer = GraphProposer(
         str(db_path),
@@ -35,6 +42,7 @@ def _propose(
         npu_options=load_target("npu-sim").options if weight == "target" else None,
         widen_share=widen_share,
         min_depth=min_depth,
+        cost_model=cost_model,
     )
     try:
         return proposer(parent, random.Random(seed), n), proposer
@@ -144,3 +152,25 @@ def test_a_depth_floor_keeps_every_mutant_at_least_that_deep(small_db_path, pare
     assert proposer.rejections.get("depth bound", 0) + proposer.rejections.get("depth", 0) > 0
     for m in kept:  # the depth the proposer reports is the exact one
         assert m.depth == graph_stats(m.model_bytes)["depth"]
+
+
+def test_mutants_carry_the_targets_cost_model_figures(small_db_path, parent):
+    """With npu-sim's options the proposer costs every mutant with the target's own cost model:
+    the figures the in-process harness measures (which cleans the model first) to 1e-5 relative,
+    so the search ranks children by exact figures, not by a prediction. Without, none."""
+    from autogo_deploy import api
+    from autogo_deploy.backends.npu_sim import fast_stand_in
+
+    tgt = load_target("npu-sim")
+    plain, _ = _propose(small_db_path, parent, "macs")
+    assert plain and all(m.modeled is None for m in plain)
+    mutants, proposer = _propose(small_db_path, parent, "macs", cost_model=tgt.options)
+    assert mutants, f"no mutant proposed; rejections: {proposer.rejections}"
+    simulate = api.in_process_measurer(fast_stand_in(tgt)[0], seed=0)
+    parent_ms = simulate(parent.model_bytes)["latency_ms"]
+    for m in mutants:
+        measured = simulate(m.model_bytes)
+        for key in ("latency_ms", "energy_mj", "power_w"):
+            assert m.modeled[key] == pytest.approx(measured[key], rel=1e-5), key
+    # the figures tell the mutants apart: not all the parent's latency
+    assert {round(m.modeled["latency_ms"], 9) for m in mutants} != {round(parent_ms, 9)}

@@ -370,3 +370,50 @@ def test_depth_budget_keeps_every_result_near_the_input():
     assert rf.best is not None and rf.best.depth_drop > 0.3  # the free search went further
     assert rl.best is not None and rl.best.depth_drop <= 0.3 and _value(rl.best) >= 70
     assert all(c.depth_drop <= 0.3 for c in rl.front if c is not leashed.baseline)
+
+
+def test_children_carrying_the_targets_cost_model_are_ranked_by_it():
+    """A predictor that ranks the world backwards: on its own the search needs its exact target's
+    front-entrant measurements to recover; when the proposer attaches the target's cost-model
+    figures (Candidate.modeled, npu-sim), the search ranks by those, keeps the cheapest network it
+    ever proposed and measures only measure_top per generation (and the final front)."""
+
+    def backwards(cands):
+        return [{"acc": 90.0, "latency_ms": 1000.0 - _value(c), "energy_mj": None} for c in cands]
+
+    def run(modeled: bool):
+        proposed: list[int] = []
+
+        def propose(parent, rng, n):
+            kids = proposer(parent, rng, n)
+            for k in kids:
+                proposed.append(_value(k))
+                k.modeled = {"latency_ms": float(_value(k)), "energy_mj": None} if modeled else None
+            return kids
+
+        measured = []
+
+        def measurer(c):
+            measured.append(c)
+            return {"latency_ms": float(_value(c)), "energy_mj": None, "deterministic": True}
+
+        base = _cand(100)
+        base.predicted = backwards([base])[0]
+        base.acc_delta = 0.0
+        s = Search(
+            base,
+            proposer=propose,
+            scorer=backwards,
+            measurer=measurer,
+            budgets=parse_budgets(["acc_drop=0"]),
+            config=SearchConfig(generations=4, population=8, measure_top=2, seed=0),
+        )
+        return s.run(), measured, proposed
+
+    blind, measured_blind, _ = run(False)
+    ranked, measured, proposed = run(True)
+    assert ranked.best is not None and _value(ranked.best) == min(proposed)
+    assert blind.best is None or _value(ranked.best) <= _value(blind.best)
+    assert len(measured) < len(measured_blind)
+    # in the loop: the input and measure_top per generation; then the final front
+    assert len(measured) <= 1 + 4 * 2 + len(ranked.front)

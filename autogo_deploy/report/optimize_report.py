@@ -37,15 +37,25 @@ def _cand(c, key: str) -> dict:
         "depth": c.depth,
         "depth_drop": c.depth_drop,
         "measured": m or None,
+        "modeled": c.modeled,  # the target's cost model run by the proposer (npu-sim), else None
         "predicted": c.predicted,
         "predicted_acc_delta": c.acc_delta,
         "evaluator_score": c.evaluator,
         "objective_value": c.cost(key),
-        "objective_source": "exact"
-        if key == "macs"
-        else ("measured" if m.get(key) is not None else "predicted"),
+        "objective_source": _source(c, key),
         "changes": c.changes,
     }
+
+
+def _source(c, key: str) -> str:
+    """Where a candidate's objective value comes from (Candidate.cost's order)."""
+    if key in ("macs", "params"):
+        return "exact"
+    if (c.measured or {}).get(key) is not None:
+        return "measured"
+    if (c.modeled or {}).get(key) is not None:
+        return "modeled (the target's cost model, run by the proposer)"
+    return "predicted"
 
 
 def build_doc(result, *, output: str | None = None, front_dir: str | None = None) -> dict:

@@ -164,6 +164,11 @@ def _pool_lane_ops(node, in_shape, out_shape) -> int:
     return work
 
 
+# binary arithmetic whose 0-d constant operand TVM's legalisation turns into an immediate (a Clip's
+# bounds stay tensors there)
+_SCALAR_IMMEDIATE = frozenset({"Add", "Sub", "Mul", "Div"})
+
+
 def _node_ops(node, shapes, consts, tensors) -> tuple[int, list[Op]]:
     """(pattern, primitive ops) of one ONNX node; ops chain through internal tensors."""
 
@@ -216,8 +221,21 @@ def _node_ops(node, shapes, consts, tensors) -> tuple[int, list[Op]]:
         if has_bias:
             ops.append(Op("add", "vector", [mm_out, t(ins[2])], t(out), lane_ops=elems))
         return OUT_EWISE, ops
+    if op_type == "BatchNormalization" and len(ins) == 5:
+        # TVM's legalisation: (x - mean) / sqrt(var + eps) * scale + bias, each op with its own
+        # constant (sqrt(var + eps) folded), also where the model shares one initializer among them
+        ops, current = [], t(ins[0])
+        for k, name in enumerate(_ELEMENTWISE[op_type]):
+            result = t(out) if k == 3 else Tensor(out_shape)
+            const = Tensor(shapes.get(ins[1 + k], ()), const=True)
+            ops.append(Op(name, "vector", [current, const], result, lane_ops=elems))
+            current = result
+        return ELEMWISE, ops
     if op_type in _ELEMENTWISE:
-        return ELEMWISE, chain(_ELEMENTWISE[op_type], [t(i) for i in ins])
+        operands = [t(i) for i in ins]
+        if op_type in _SCALAR_IMMEDIATE:  # TVM legalises x * 2 with 2 as an immediate, not a tensor
+            operands = [t(i) for i in ins if not (i in consts and shapes.get(i) == ())] or operands
+        return ELEMWISE, chain(_ELEMENTWISE[op_type], operands)
     if op_type in ("MaxPool", "AveragePool"):
         name = "max_pool2d" if op_type == "MaxPool" else "avg_pool2d"
         return OUT_EWISE, chain([name], [t(ins[0])], per_op=_pool_lane_ops(node, shapes[ins[0]], out_shape))
@@ -386,6 +404,10 @@ def _build_groups(nodes, roots, head, producers, outputs, tensors, names) -> lis
                 op.external = tuple(flags)
                 produced.add(id(op.output))
                 ops.append(op)
+        if len(ops) == 1:
+            # TVM leaves a lone op as a call_tir in `main` whose arguments repeat a tensor passed
+            # twice (x + x reads x twice); a fused group becomes a function taking each tensor once
+            ext_inputs = list(ops[0].inputs)
         out_tensors = []
         for i in idx:
             for name in nodes[i].outputs:

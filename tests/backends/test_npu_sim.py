@@ -78,8 +78,28 @@ def test_npu_harness_deterministic_and_equal_to_the_library(tmp_path):
     assert again["latency_ms"] == first.p50_ms and again["energy_mj"] == first.energy_mj
 
 
+def _mutant_patterns() -> onnx.ModelProto:
+    """What spliced mutants contain and the zoo does not: a lone x + x, a BatchNorm after a ReLU
+    (not folded) whose mean and bias are one initializer, and a product with a 0-d constant."""
+    c, o = 16, 32
+    nodes = [
+        N("Add", ["x", "x"], ["x2"]),
+        N("Conv", ["x2", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        N("Relu", ["c1"], ["r1"]),
+        N("BatchNormalization", ["r1", "s1", "z", "z", "v1"], ["n1"]),
+        N("MaxPool", ["n1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        N("Conv", ["p1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        N("Mul", ["c2", "two"], ["y"]),
+    ]
+    variance = np.abs(numpy_helper.to_array(weights("v1", (o,)))) + 1
+    inits = [weights("w1", (o, c, 3, 3)), weights("w2", (c, o, 3, 3)), weights("s1", (o,))]
+    inits += [numpy_helper.from_array(np.zeros(o, np.float32), "z"), numpy_helper.from_array(variance, "v1")]
+    inits.append(numpy_helper.from_array(np.float32(2), "two"))
+    return make_model(nodes, [("x", [1, c, 16, 16])], "y", inits)
+
+
 @needs_tvm
-@pytest.mark.parametrize("build", [lambda: make_tiny_cnn(batch=1), _residual_downsample])
+@pytest.mark.parametrize("build", [lambda: make_tiny_cnn(batch=1), _residual_downsample, _mutant_patterns])
 def test_onnx_rule_fusion_agrees_with_tvm(build):
     graph = load(build(), fold_bn=True)
     consts = NpuConstants.default()

@@ -379,6 +379,14 @@ def optimize(
     if space is None:
         stats["segment_weight"] = weigh_by
         stats["mutants_modeled"] = bool(model_mutants and tgt.backend == "npu-sim")
+        if search.modeled_gaps:  # the proposer's figures against the measurements of the same models
+            gaps = sorted(search.modeled_gaps)
+            stats["modeled_vs_measured"] = {
+                "candidates": len(gaps),
+                "median_rel_diff": gaps[len(gaps) // 2],
+                "max_rel_diff": gaps[-1],
+                "within_1e-5": sum(g <= 1e-5 for g in gaps),
+            }
     h2h = None
     if head_to_head_rounds and result.best is not None:
         from autogo_deploy.headtohead import confirm_best

@@ -99,6 +99,9 @@ class Search:
         self.history: list[dict] = []
         self.start_generation = 0
         self._stalled = 0  # generations since the best measured objective last improved
+        # |modeled - measured| / measured of the objective, for each measured candidate that had the
+        # proposer's cost-model figures (how far the cleanup in the measurement moved them)
+        self.modeled_gaps: list[float] = []
         self._best_measured = math.inf
 
     # ---- bookkeeping --------------------------------------------------------------------------
@@ -253,6 +256,9 @@ class Search:
     def _measure(self, c: Candidate) -> None:
         if c.measured is None:
             c.measured = self.measure(c)
+            modeled, measured = (c.modeled or {}).get(self.key), c.measured.get(self.key)
+            if modeled is not None and measured:
+                self.modeled_gaps.append(abs(modeled - measured) / measured)
             if self.evaluator is not None:
                 c.evaluator = self.evaluator(c)
 

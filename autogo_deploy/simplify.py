@@ -11,6 +11,13 @@ too (ResNet-50 after 150 generations on npu-sim: 1.802 ms measured either way; t
 which folds one BatchNormalization per Conv, gives 1.861 ms for the chained graph). The merged node
 keeps the second node's name and output; its parameters are new initializers.
 
+The same holds for a node that computes exactly what another one does (same op, same inputs,
+same attributes): two replacements made in different generations can pool the same tensor, and
+the harnesses' onnxslim cleanup merges such twins by common-subexpression elimination, so the
+figures are measured on the graph without them. `merge_duplicate_nodes` merges them in the mutant
+itself: the written model does not compute anything twice, and the cost model run on a mutant in
+the proposer (npu-sim, `proposers._modeled`) sees the graph the measurement sees.
+
 Only pairs with a node the splice added are touched: the rest of the graph is the user's and
 stays as they wrote it.
 """
@@ -94,6 +101,52 @@ def merge_batchnorm_chains(model: onnx.ModelProto, new_nodes: set[str]) -> list[
                 del g.value_info[i]
         merged.append([first_name, second.name])
         _drop_unused_initializers(g, inits)
+
+
+# ops whose two calls with the same inputs need not agree
+_NONDETERMINISTIC = ("Random", "Multinomial", "Dropout")
+
+
+def merge_duplicate_nodes(model: onnx.ModelProto, new_nodes: set[str]) -> list[list[str]]:
+    """In place: where two nodes, at least one in `new_nodes`, have the same op, domain, inputs and
+    attributes, the later one (graph order, so readers stay after their producer) goes and its
+    readers read the earlier one's outputs; repeated until none is left (a merge can make its
+    readers twins, which then count as touched by the splice too). A node whose output is a graph
+    output stays. Returns the [kept, removed] node names."""
+    g = model.graph
+    graph_outputs = {o.name for o in g.output}
+    touched = set(new_nodes)  # grows by the readers a merge rewires: their twins are its doing
+    merged: list[list[str]] = []
+    while True:
+        seen: dict[tuple, onnx.NodeProto] = {}
+        pair = None
+        for node in g.node:
+            if node.op_type.startswith(_NONDETERMINISTIC) or any(
+                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
+            ):
+                continue
+            attrs = tuple(sorted(a.SerializeToString(deterministic=True) for a in node.attribute))
+            key = (node.domain, node.op_type, tuple(node.input), len(node.output), attrs)
+            first = seen.setdefault(key, node)
+            if first is node:
+                continue
+            if (first.name in touched or node.name in touched) and not graph_outputs & set(node.output):
+                pair = first, node
+                break
+        if pair is None:
+            return merged
+        keep, drop = pair
+        rename = {o: k for o, k in zip(drop.output, keep.output, strict=True) if o}
+        g.node.remove(drop)
+        for n in g.node:
+            for k, name in enumerate(n.input):
+                if name in rename:
+                    n.input[k] = rename[name]
+                    touched.add(n.name)
+        for i in reversed(range(len(g.value_info))):
+            if g.value_info[i].name in rename:
+                del g.value_info[i]
+        merged.append([keep.name, drop.name])
 
 
 def _drop_unused_initializers(g: onnx.GraphProto, inits: dict[str, onnx.TensorProto]) -> None:

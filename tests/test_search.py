@@ -408,10 +408,12 @@ def test_children_carrying_the_targets_cost_model_are_ranked_by_it():
             budgets=parse_budgets(["acc_drop=0"]),
             config=SearchConfig(generations=4, population=8, measure_top=2, seed=0),
         )
-        return s.run(), measured, proposed
+        return s.run(), measured, proposed, s
 
-    blind, measured_blind, _ = run(False)
-    ranked, measured, proposed = run(True)
+    blind, measured_blind, _, s_blind = run(False)
+    ranked, measured, proposed, s_ranked = run(True)
+    # the gaps between the proposer's figures and the measurements (both exact here) are recorded
+    assert not s_blind.modeled_gaps and s_ranked.modeled_gaps and max(s_ranked.modeled_gaps) == 0.0
     assert ranked.best is not None and _value(ranked.best) == min(proposed)
     assert blind.best is None or _value(ranked.best) <= _value(blind.best)
     assert len(measured) < len(measured_blind)

@@ -10,7 +10,7 @@ from test_resolve import bn, bn_inits, conv, make_segment
 
 from autogo_deploy import mutate
 from autogo_deploy.mutate import Mutant, apply
-from autogo_deploy.simplify import merge_batchnorm_chains
+from autogo_deploy.simplify import merge_batchnorm_chains, merge_duplicate_nodes
 
 
 def random_bn(p: str, c: int, rng) -> dict:
@@ -124,3 +124,64 @@ def test_a_splice_ending_in_batchnorm_before_a_batchnorm_leaves_one_node(monkeyp
     assert chained.inherited_param_share == m.inherited_param_share
     for a, b in zip(run(m.model), run(chained.model), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+# ---- twin nodes: the same op on the same inputs with the same attributes ------------------------
+def twins_model(*, k2: int = 2, relu_twins: bool = False, twin_is_output: bool = False) -> onnx.ModelProto:
+    """x -> Conv -> c; MaxPool p1(c) and p2(c) (kernel 2 and k2) -> [Relu r1, r2] -> Add -> y."""
+    rng = np.random.default_rng(5)
+    pool = dict(kernel_shape=[2, 2], strides=[2, 2])
+    nodes = [
+        conv("x", "w", "c"),
+        helper.make_node("MaxPool", ["c"], ["a1"], name="p1", **pool),
+        helper.make_node("MaxPool", ["c"], ["a2"], name="p2", kernel_shape=[k2, k2], strides=[2, 2]),
+    ]
+    left, right = "a1", "a2"
+    if relu_twins:
+        nodes += [
+            helper.make_node("Relu", ["a1"], ["r1"], name="r1"),
+            helper.make_node("Relu", ["a2"], ["r2"], name="r2"),
+        ]
+        left, right = "r1", "r2"
+    nodes.append(helper.make_node("Add", [left, right], ["y"], name="add"))
+    inits = {"w": rng.standard_normal((8, 4, 3, 3)).astype(np.float32)}
+    model = make_segment(nodes, {"x": [1, 4, 6, 6]}, {"y": [1, 8, 3, 3]}, inits)
+    if twin_is_output:
+        model.graph.output.append(helper.make_tensor_value_info("a2", TensorProto.FLOAT, [1, 8, 3, 3]))
+    return model
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
+def test_a_new_twin_is_merged_and_the_outputs_stay_the_same():
+    original = twins_model()
+    model = _copy(original)
+    assert merge_duplicate_nodes(model, {"p2"}) == [["p1", "p2"]]
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.name for n in model.graph.node] == ["c", "p1", "add"]
+    assert list(next(n for n in model.graph.node if n.name == "add").input) == ["a1", "a1"]
+    np.testing.assert_array_equal(run(model)[0], run(original)[0])
+
+
+def test_merges_cascade_and_keep_the_earlier_node():
+    original = twins_model(relu_twins=True)
+    model = _copy(original)
+    # p1 is the new one: the earlier node stays all the same, so every reader follows its producer
+    assert merge_duplicate_nodes(model, {"p1"}) == [["p1", "p2"], ["r1", "r2"]]
+    assert [n.name for n in model.graph.node] == ["c", "p1", "r1", "add"]
+    np.testing.assert_array_equal(run(model)[0], run(original)[0])
+
+
+def test_nothing_merges_unless_a_new_node_has_an_exact_twin_that_is_no_output():
+    for model, new in (
+        (twins_model(), set()),  # both nodes are the user's
+        (twins_model(k2=3), {"p2"}),  # different attributes
+        (twins_model(twin_is_output=True), {"p2"}),  # the later twin's output is a graph output
+    ):
+        before = model.SerializeToString()
+        assert merge_duplicate_nodes(model, new) == []
+        assert model.SerializeToString() == before

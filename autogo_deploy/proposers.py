@@ -207,8 +207,10 @@ def _mutate_task(args: tuple) -> list[dict]:
 def _modeled(model) -> dict | None:
     """The target's cost model on a verified mutant (npu-sim: ~5 ms for a ResNet-50), or None when
     the proposer has none. The same fusion rule and constants as the measurement in the loop (the
-    npu-sim harness with onnx-rules fusion), run on the mutant as spliced: the harness cleans the
-    model first, which on this tool's own mutants changes no figure (tests/test_proposers.py)."""
+    npu-sim harness with onnx-rules fusion), run on the mutant as spliced. The harness cleans the
+    model first; since the splice merges twin nodes itself (simplify.merge_duplicate_nodes) that
+    changes no figure on this tool's mutants (tests/test_proposers.py), and every run's report
+    checks it (`proposer.modeled_vs_measured`)."""
     consts = _WORKER.get("cost_model")
     if consts is None:
         return None

@@ -34,9 +34,20 @@ def scorer(cands):
     ]
 
 
-def make(budgets=("acc_drop=0",), seed=0, generations=5, *, extra=None, propose=proposer, cfg=None, **kw):
-    """A search over the synthetic world; `extra`: fields added to every measurement, `propose`: the
-    proposer, `cfg`: more SearchConfig fields. Returns the search and the measured values in order."""
+def make(
+    budgets=("acc_drop=0",),
+    seed=0,
+    generations=5,
+    *,
+    extra=None,
+    propose=proposer,
+    score=scorer,
+    cfg=None,
+    **kw,
+):
+    """A search over the synthetic world; `extra`: fields added to every measurement, `propose` /
+    `score`: the proposer and the scorer, `cfg`: more SearchConfig fields. Returns the search and the
+    measured values in order."""
     measured = []
 
     def measurer(c):
@@ -44,12 +55,12 @@ def make(budgets=("acc_drop=0",), seed=0, generations=5, *, extra=None, propose=
         return {"latency_ms": float(_value(c)), "energy_mj": None, "power_w": None, **(extra or {})}
 
     base = _cand(100)
-    base.predicted = scorer([base])[0]
+    base.predicted = score([base])[0]
     base.acc_delta = 0.0
     s = Search(
         base,
         proposer=propose,
-        scorer=scorer,
+        scorer=score,
         measurer=measurer,
         budgets=parse_budgets(list(budgets)),
         config=SearchConfig(generations=generations, population=8, measure_top=2, seed=seed, **(cfg or {})),
@@ -391,23 +402,7 @@ def test_children_carrying_the_targets_cost_model_are_ranked_by_it():
                 k.modeled = {"latency_ms": float(_value(k)), "energy_mj": None} if modeled else None
             return kids
 
-        measured = []
-
-        def measurer(c):
-            measured.append(c)
-            return {"latency_ms": float(_value(c)), "energy_mj": None, "deterministic": True}
-
-        base = _cand(100)
-        base.predicted = backwards([base])[0]
-        base.acc_delta = 0.0
-        s = Search(
-            base,
-            proposer=propose,
-            scorer=backwards,
-            measurer=measurer,
-            budgets=parse_budgets(["acc_drop=0"]),
-            config=SearchConfig(generations=4, population=8, measure_top=2, seed=0),
-        )
+        s, measured = make(generations=4, extra={"deterministic": True}, propose=propose, score=backwards)
         return s.run(), measured, proposed, s
 
     blind, measured_blind, _, s_blind = run(False)

@@ -231,6 +231,15 @@ def _node_ops(node, shapes, consts, tensors) -> tuple[int, list[Op]]:
             ops.append(Op(name, "vector", [current, const], result, lane_ops=elems))
             current = result
         return ELEMWISE, ops
+    if op_type == "Clip" and len(ins) == 3:
+        # maximum(x, min), minimum(., max): each bound a constant of its own op in TVM's module, so
+        # two Clips fused into one kernel read their bounds twice even where the model shares them
+        lo, hi = (Tensor(shapes.get(i, ()), const=True) if i in consts else t(i) for i in ins[1:])
+        mid = Tensor(out_shape)
+        return ELEMWISE, [
+            Op("maximum", "vector", [t(ins[0]), lo], mid, lane_ops=elems),
+            Op("minimum", "vector", [mid, hi], t(out), lane_ops=elems),
+        ]
     if op_type in _ELEMENTWISE:
         operands = [t(i) for i in ins]
         if op_type in _SCALAR_IMMEDIATE:  # TVM legalises x * 2 with 2 as an immediate, not a tensor

@@ -80,7 +80,8 @@ def test_npu_harness_deterministic_and_equal_to_the_library(tmp_path):
 
 def _mutant_patterns() -> onnx.ModelProto:
     """What spliced mutants contain and the zoo does not: a lone x + x, a BatchNorm after a ReLU
-    (not folded) whose mean and bias are one initializer, and a product with a 0-d constant."""
+    (not folded) whose mean and bias are one initializer, two Clips in one kernel sharing their
+    bounds, and a product with a 0-d constant."""
     c, o = 16, 32
     nodes = [
         N("Add", ["x", "x"], ["x2"]),
@@ -89,12 +90,15 @@ def _mutant_patterns() -> onnx.ModelProto:
         N("BatchNormalization", ["r1", "s1", "z", "z", "v1"], ["n1"]),
         N("MaxPool", ["n1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
         N("Conv", ["p1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
-        N("Mul", ["c2", "two"], ["y"]),
+        N("Clip", ["c2", "lo", "hi"], ["k1"]),
+        N("Clip", ["k1", "lo", "hi"], ["k2"]),
+        N("Mul", ["k2", "two"], ["y"]),
     ]
     variance = np.abs(numpy_helper.to_array(weights("v1", (o,)))) + 1
     inits = [weights("w1", (o, c, 3, 3)), weights("w2", (c, o, 3, 3)), weights("s1", (o,))]
     inits += [numpy_helper.from_array(np.zeros(o, np.float32), "z"), numpy_helper.from_array(variance, "v1")]
     inits.append(numpy_helper.from_array(np.float32(2), "two"))
+    inits += [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
     return make_model(nodes, [("x", [1, c, 16, 16])], "y", inits)
 
 

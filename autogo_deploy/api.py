@@ -275,6 +275,7 @@ def optimize(
     from autogo_deploy.segment_weights import resolve_mode
 
     weigh_by = resolve_mode(segment_weight, tgt.backend)
+    modeled = model_mutants and tgt.backend == "npu-sim"  # the proposer costs every mutant there
     if not spill_mb > 0:
         raise InputError(f"--spill-mb must be > 0, got {spill_mb}")
     if space not in (None, "nb201"):
@@ -313,7 +314,7 @@ def optimize(
             min_depth=budgets.min_depth(baseline.depth),
             # a target with a cost model (npu-sim): every mutant costed there in the worker, ranked
             # by that instead of a prediction (Candidate.modeled)
-            cost_model=tgt.options if model_mutants and tgt.backend == "npu-sim" else None,
+            cost_model=tgt.options if modeled else None,
         )
     # measure-in-the-loop uses a shorter time cap than `profile` (the ±1% goal still stops it earlier)
     overrides = {"time_cap_s": min(10.0, float(tgt.protocol.get("time_cap_s", 10.0)))}
@@ -378,7 +379,7 @@ def optimize(
     stats = {"accepted": proposer.accepted, "rejections": dict(proposer.rejections)}
     if space is None:
         stats["segment_weight"] = weigh_by
-        stats["mutants_modeled"] = bool(model_mutants and tgt.backend == "npu-sim")
+        stats["mutants_modeled"] = modeled
         if search.modeled_gaps:  # the proposer's figures against the measurements of the same models
             gaps = sorted(search.modeled_gaps)
             stats["modeled_vs_measured"] = {

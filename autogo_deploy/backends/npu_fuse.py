@@ -167,6 +167,8 @@ def _pool_lane_ops(node, in_shape, out_shape) -> int:
 # binary arithmetic whose 0-d constant operand TVM's legalisation turns into an immediate (a Clip's
 # bounds stay tensors there)
 _SCALAR_IMMEDIATE = frozenset({"Add", "Sub", "Mul", "Div"})
+# ops whose primitive ops (in _ELEMENTWISE order) each read one of the node's inputs: its index
+_OWN_CONSTANT = {"BatchNormalization": (3, 4, 1, 2), "Clip": (1, 2)}
 
 
 def _node_ops(node, shapes, consts, tensors) -> tuple[int, list[Op]]:
@@ -221,25 +223,19 @@ def _node_ops(node, shapes, consts, tensors) -> tuple[int, list[Op]]:
         if has_bias:
             ops.append(Op("add", "vector", [mm_out, t(ins[2])], t(out), lane_ops=elems))
         return OUT_EWISE, ops
-    if op_type == "BatchNormalization" and len(ins) == 5:
-        # TVM's legalisation: (x - mean) / sqrt(var + eps) * scale + bias, each op with its own
-        # constant (sqrt(var + eps) folded), also where the model shares one initializer among them
+    if op_type in _OWN_CONSTANT and len(ins) == len(_OWN_CONSTANT[op_type]) + 1:
+        # TVM's legalisation gives each primitive op its own constant operand (BatchNorm:
+        # (x - mean) / sqrt(var + eps) * scale + bias with sqrt(var + eps) folded; Clip: maximum(x,
+        # min), minimum(., max)), also where the model shares one initializer among them: two Clips
+        # fused into one kernel read their bounds twice
         ops, current = [], t(ins[0])
-        for k, name in enumerate(_ELEMENTWISE[op_type]):
-            result = t(out) if k == 3 else Tensor(out_shape)
-            const = Tensor(shapes.get(ins[1 + k], ()), const=True)
-            ops.append(Op(name, "vector", [current, const], result, lane_ops=elems))
+        names = _ELEMENTWISE[op_type]
+        for k, (name, i) in enumerate(zip(names, _OWN_CONSTANT[op_type], strict=True)):
+            operand = Tensor(shapes.get(ins[i], ()), const=True) if ins[i] in consts else t(ins[i])
+            result = t(out) if k == len(names) - 1 else Tensor(out_shape)
+            ops.append(Op(name, "vector", [current, operand], result, lane_ops=elems))
             current = result
         return ELEMWISE, ops
-    if op_type == "Clip" and len(ins) == 3:
-        # maximum(x, min), minimum(., max): each bound a constant of its own op in TVM's module, so
-        # two Clips fused into one kernel read their bounds twice even where the model shares them
-        lo, hi = (Tensor(shapes.get(i, ()), const=True) if i in consts else t(i) for i in ins[1:])
-        mid = Tensor(out_shape)
-        return ELEMWISE, [
-            Op("maximum", "vector", [t(ins[0]), lo], mid, lane_ops=elems),
-            Op("minimum", "vector", [mid, hi], t(out), lane_ops=elems),
-        ]
     if op_type in _ELEMENTWISE:
         operands = [t(i) for i in ins]
         if op_type in _SCALAR_IMMEDIATE:  # TVM legalises x * 2 with 2 as an immediate, not a tensor

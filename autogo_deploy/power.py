@@ -62,6 +62,7 @@ class ModeledCpuMeter:
     """CPU power from a per-core TDP share and the process's measured CPU utilisation."""
 
     method = "modeled"
+    min_window_s = 0.0
 
     def __init__(
         self, *, threads: int, tdp_w: float, cores: int, idle_share: float, sources: dict | None = None
@@ -116,6 +117,7 @@ class RaplMeter:
     """Package energy from powercap RAPL counters, wrap-around handled."""
 
     method = "measured-rapl"
+    min_window_s = 0.0  # the counters tick about every millisecond
 
     def __init__(self, root: Path = POWERCAP_ROOT):
         self.domains = rapl_domains(Path(root))
@@ -159,6 +161,10 @@ class NvmlMeter:
     """GPU board energy via NVML: energy counter if supported, else sampled power."""
 
     method = "measured-nvml"
+    # The energy counter ticks about every 80 ms (seen on an H100/H200): a window of 2 s keeps its
+    # quantisation under ~4% each end. Sampled power is averaged by the driver over about a second.
+    COUNTER_WINDOW_S = 2.0
+    SAMPLED_WINDOW_S = 1.0
 
     def __init__(self, device_index: int = 0, sample_interval_s: float = 0.02):
         self.nvml = _import_pynvml()
@@ -174,6 +180,7 @@ class NvmlMeter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = 0.0
+        self.min_window_s = self.COUNTER_WINDOW_S
 
     def _sample(self) -> None:
         while not self._stop.is_set():
@@ -188,6 +195,7 @@ class NvmlMeter:
             self._counter0 = int(self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))
         except Exception:
             self._counter0 = None
+        self.min_window_s = self.COUNTER_WINDOW_S if self._counter0 is not None else self.SAMPLED_WINDOW_S
         if self._counter0 is None:
             self._samples_mw = []
             self._stop.clear()
@@ -214,6 +222,22 @@ class NvmlMeter:
             source="nvmlDeviceGetPowerUsage sampled", samples=len(self._samples_mw), interval_s=self.interval
         )
         return _finish(avg_w * wall, wall, runs, self.method, detail)
+
+
+def close_window(meter, runs: int, run_more) -> PowerReading:
+    """Stop `meter` after `runs` timed inferences. If its window is shorter than the meter needs
+    (`min_window_s`: an energy counter that ticks every ~80 ms needs seconds), first call `run_more`
+    (one more inference, untimed) until it is long enough; those inferences count in the energy per
+    inference, and the reading says how many there were."""
+    extra = 0
+    while time.perf_counter() - meter._t0 < meter.min_window_s:
+        run_more()
+        extra += 1
+    reading = meter.stop(runs + extra)
+    if extra:
+        reading.detail["untimed_inferences_to_fill_window"] = extra
+        reading.detail["min_window_s"] = meter.min_window_s
+    return reading
 
 
 def _build(method: str, power_cfg: dict[str, Any], *, threads: int, device_index: int, powercap_root: Path):

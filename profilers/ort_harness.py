@@ -27,7 +27,7 @@ from autogo_deploy.backends.base import (
     stop_rule,
 )
 from autogo_deploy.backends.ort import EP_NAMES, OPT_LEVELS, compose_mapping, resolve_threads
-from autogo_deploy.power import PowerUnavailable, meter_for
+from autogo_deploy.power import PowerUnavailable, close_window, meter_for
 from autogo_deploy.stats import percentile, time_until_stable, warm_up
 
 _LEVEL_ENUM = {
@@ -62,6 +62,21 @@ def _providers(ep: str, options: dict[str, Any]) -> list:
             "CPUExecutionProvider",
         ]
     return ["CPUExecutionProvider"]
+
+
+def _preload_cuda(ort) -> str | None:
+    """Load the CUDA and cuDNN libraries that onnxruntime-gpu needs from the pip `nvidia-*` packages
+    (or a loaded torch) before the session asks for them; without it the CUDA provider fails to load
+    on machines whose CUDA comes from pip. Best effort: if it fails, the session check below still
+    refuses to time anything but the CUDA provider. Returns a note when it did not work."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return "onnxruntime has no preload_dlls (older than 1.21); CUDA libraries must be on the loader path"
+    try:
+        preload()
+    except Exception as exc:
+        return f"onnxruntime.preload_dlls failed: {type(exc).__name__}: {exc}"
+    return None
 
 
 def _name_nodes(model) -> int:
@@ -214,6 +229,7 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:
         raise HarnessError(f"cannot read model {args.model!r}: {exc}") from exc
     providers = _providers(ep, opts)
+    preload_note = _preload_cuda(ort) if ep == "cuda" else None
     with tempfile.TemporaryDirectory(prefix="autogo_ort_") as tmpdir:
         tmp = Path(tmpdir)
         model_path = args.model
@@ -227,7 +243,8 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
             raise HarnessError(f"onnxruntime cannot load the model: {exc}") from exc
         used = sess.get_providers()
         if used[0] != EP_NAMES[ep]:
-            raise HarnessError(f"{EP_NAMES[ep]} requested but the session runs on {used[0]}")
+            hint = f" ({preload_note})" if preload_note else ""
+            raise HarnessError(f"{EP_NAMES[ep]} requested but the session runs on {used[0]}{hint}")
         feeds = make_inputs(model, args.seed, args.input_shapes)
 
         def run_once():
@@ -245,7 +262,9 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
             reference.samples_ms.clear()
         power_note = None
         try:
-            meter, power_note = meter_for(target.get("power", {}), threads=threads)
+            meter, power_note = meter_for(
+                target.get("power", {}), threads=threads, device_index=int(opts.get("device_id", 0))
+            )
         except PowerUnavailable as exc:
             meter, power_note = None, str(exc)
         if meter is not None:
@@ -253,7 +272,7 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
         timed = time_until_stable(
             run_once, stop_rule(target), on_progress=progress, between=reference.run if reference else None
         )
-        reading = meter.stop(len(timed.samples_ms)) if meter is not None else None
+        reading = close_window(meter, len(timed.samples_ms), run_once) if meter is not None else None
         progress(
             {
                 "phase": "timing",
@@ -286,6 +305,10 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
         "inputs": f"seeded random (seed {args.seed})",
         "renamed_nodes": renamed,
     }
+    if ep == "cuda":
+        method["cuda_libraries"] = (
+            preload_note or "onnxruntime.preload_dlls() (pip nvidia-* packages or torch)"
+        )
     if per_node_info is not None:
         method["per_node_profile"] = per_node_info
     if reference is not None:

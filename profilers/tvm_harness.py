@@ -28,7 +28,7 @@ from autogo_deploy.backends.base import (
     stop_rule,
 )
 from autogo_deploy.backends.tvm import gpu_present, kernel_ops, primary_op, resolve_threads, target_kind
-from autogo_deploy.power import PowerUnavailable, meter_for
+from autogo_deploy.power import PowerUnavailable, close_window, meter_for
 from autogo_deploy.stats import percentile, time_until_stable, warm_up
 
 _RUNTIME = "(vm runtime)"
@@ -133,7 +133,7 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
     if meter is not None:
         meter.start()
     timed = time_until_stable(run_once, stop_rule(target), on_progress=progress)
-    reading = meter.stop(len(timed.samples_ms)) if meter is not None else None
+    reading = close_window(meter, len(timed.samples_ms), run_once) if meter is not None else None
     progress(
         {
             "phase": "timing",

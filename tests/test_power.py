@@ -157,6 +157,34 @@ def test_nvml_sampled_power_path(monkeypatch):
     assert reading.energy_mj == pytest.approx(150.0 * reading.detail["window_s"] * 1000 / 10)
 
 
+def test_short_window_is_filled_with_counted_inferences(monkeypatch):
+    """A counter that ticks every ~80 ms cannot time a 50 ms window: the meter keeps the model
+    running until the window is long enough, and those inferences share the energy."""
+    mod, state = _fake_pynvml(energy_counter=True)
+    monkeypatch.setitem(sys.modules, "pynvml", mod)
+    meter = NvmlMeter()
+    meter.start()
+    assert meter.min_window_s == NvmlMeter.COUNTER_WINDOW_S
+    meter.min_window_s = 0.1
+
+    def one_inference():  # 20 mJ each
+        state["energy_mj"] += 20
+        time.sleep(0.005)
+
+    for _ in range(5):  # the timed runs
+        one_inference()
+    reading = power.close_window(meter, 5, one_inference)
+    extra = reading.detail["untimed_inferences_to_fill_window"]
+    assert extra >= 5 and reading.detail["window_s"] >= 0.1
+    assert reading.detail["inferences"] == 5 + extra
+    assert reading.energy_mj == pytest.approx(20.0)
+
+    modeled = ModeledCpuMeter(threads=1, tdp_w=100.0, cores=10, idle_share=0.5)
+    modeled.start()
+    reading = power.close_window(modeled, 3, one_inference)  # no minimum: nothing extra
+    assert reading.detail["inferences"] == 3 and "untimed_inferences_to_fill_window" not in reading.detail
+
+
 def test_nvml_without_pynvml_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` fail
     with pytest.raises(PowerUnavailable, match="nvidia-ml-py"):
@@ -169,6 +197,6 @@ def test_real_nvml_on_a_gpu_machine():
     except PowerUnavailable as exc:
         pytest.skip(f"no NVML here: {exc}")
     meter.start()
-    time.sleep(0.2)
-    reading = meter.stop(runs=1)
+    reading = power.close_window(meter, 0, lambda: time.sleep(0.05))
     assert reading.method == "measured-nvml" and reading.power_w > 0
+    assert reading.detail["window_s"] >= meter.min_window_s

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +35,9 @@ HARNESS = "tvm_harness.py"
 PIPELINE = "DecomposeOpsForInference + relax.pipeline.get_default_pipeline(target)"
 PIPELINE_VERSION = 1
 _KNOWN_KINDS = ("llvm", "cuda")
+# cuda arch = "auto" (the default) takes the visible GPU's compute capability; with no GPU visible
+# (compiling ahead, as CI does) it falls back to this one, and the artifact's target says which.
+DEFAULT_CUDA_ARCH = "sm_80"
 # multi-word op names, so fused kernel names ("fused_max_pool2d_add") can be split into ops
 _MULTIWORD = frozenset(
     {
@@ -103,9 +107,28 @@ def target_dict(options: dict[str, Any]) -> dict[str, Any]:
             spec["mcpu"] = tvm.target.codegen.llvm_get_system_cpu()
         spec.setdefault("num-cores", resolve_threads(options.get("threads")))
     elif spec["kind"] == "cuda":
-        spec.setdefault("arch", "sm_80")
+        if spec.get("arch", "auto") == "auto":
+            spec["arch"] = gpu_arch(int(options.get("device_id", 0))) or DEFAULT_CUDA_ARCH
         spec.setdefault("host", {"kind": "llvm", "mtriple": "x86_64-unknown-linux-gnu"})
     return spec
+
+
+def gpu_arch(device_id: int = 0) -> str | None:
+    """`sm_XY` of a visible NVIDIA GPU (nvidia-smi's compute capability), None without one."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader", "-i", str(device_id)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout.strip()
+        major, minor = out.splitlines()[0].strip().split(".")
+        return f"sm_{int(major)}{int(minor)}"
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
 
 
 def make_target(spec: dict[str, Any]):

@@ -1,6 +1,7 @@
 """The shared benchmark data (../shared/data) as arrays: NB201 accuracy/latency, FBNet latency, references.
 
-Nothing here is copied into the repository; everything is read from `paths.shared_data_dir()`.
+Nothing here is copied into the repository except HELP's 10 reference archs per space (resolved to
+arch strings in `reference_archs.json`); everything else is read from `paths.shared_data_dir()`.
 Device names drop the `_ms` suffix of the CSV columns (e.g. `1080ti_1`, `pixel3`); the same name in the
 NB201 and FBNet files is the same physical device setting (HELP measured both).
 """
@@ -11,6 +12,7 @@ import csv
 import json
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -84,11 +86,24 @@ def nb201_index_to_arch() -> dict[int, str]:
     return out
 
 
+REFERENCE_FILE = Path(__file__).with_name("reference_archs.json")
+
+
 @cache
 def reference_archs(space: str = "nb201") -> tuple[str, ...]:
-    """HELP's 10 reference archs of a space (NB201 arch strings / FBNet op strings)."""
-    path = shared_data_dir() / "help_reference_archs.json"
-    doc = json.loads(path.read_text())
+    """HELP's 10 reference archs of a space (NB201 arch strings / FBNet op strings).
+
+    They ship with the package (`predictor/reference_archs.json`), so calibrating a new target needs
+    no benchmark data; `shared_reference_archs` derives them from the shared files."""
+    doc = json.loads(REFERENCE_FILE.read_text())
+    if space not in ("nb201", "fbnet"):
+        raise InputError(f"no reference set for space {space!r}", hint="valid: nb201, fbnet")
+    return tuple(doc[space])
+
+
+def shared_reference_archs(space: str = "nb201") -> tuple[str, ...]:
+    """The reference set resolved from ../shared/data (HELP's indices into the NB201 / FBNet files)."""
+    doc = json.loads((shared_data_dir() / "help_reference_archs.json").read_text())
     if space == "nb201":
         lookup = nb201_index_to_arch()
         missing = [i for i in doc["nasbench201"] if i not in lookup]

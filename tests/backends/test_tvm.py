@@ -56,6 +56,19 @@ def test_availability_reasons():
         assert not ok and "no CUDA GPU" in reason
 
 
+def test_cuda_arch_auto_follows_the_visible_gpu(tmp_path, monkeypatch):
+    options = load_target("tvm-cuda").options
+    assert options["target"]["arch"] == "auto"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: compile ahead for the default arch
+    assert tvm_backend.target_dict(options)["arch"] == tvm_backend.DEFAULT_CUDA_ARCH
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 9.0\n")
+    smi.chmod(0o755)
+    assert tvm_backend.target_dict(options)["arch"] == "sm_90"
+    pinned = dict(options, target={"kind": "cuda", "arch": "sm_86"})
+    assert tvm_backend.target_dict(pinned)["arch"] == "sm_86"
+
+
 def test_kernel_names_split_into_ops():
     assert tvm_backend.kernel_ops("fused_conv2d1_add_relu") == ["conv2d", "add", "relu"]
     assert tvm_backend.kernel_ops("fused_max_pool2d_add3") == ["max_pool2d", "add"]

@@ -81,7 +81,8 @@ echo "optimize rc=$?"; python3 - "$OUT/optimize_resnet50_ort_cuda.json" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 print("improvement:", d.get("improvement")); print("head_to_head:", d.get("head_to_head"))
-print("baseline measured:", d["baseline"]["measured"]); print("best measured:", d["best"]["measured"])
+print("baseline measured:", d["baseline"]["measured"])
+print("best measured:", d["best"]["measured"] if d.get("best") else None, d.get("why_no_result", ""))
 EOF
 
 step "profile resnet18 on tvm-cuda (untuned, arch auto)"

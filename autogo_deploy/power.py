@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -224,11 +224,15 @@ class NvmlMeter:
         return _finish(avg_w * wall, wall, runs, self.method, detail)
 
 
-def close_window(meter, runs: int, run_more) -> PowerReading:
+def close_window(meter, runs: int, run_more, other_work_s: float = 0.0) -> PowerReading:
     """Stop `meter` after `runs` timed inferences. If its window is shorter than the meter needs
     (`min_window_s`: an energy counter that ticks every ~80 ms needs seconds), first call `run_more`
     (one more inference, untimed) until it is long enough; those inferences count in the energy per
-    inference, and the reading says how many there were."""
+    inference, and the reading says how many there were.
+
+    `other_work_s`: seconds of the window spent on something else (the drift-correction reference
+    network runs between the timed runs); the window's energy is shared by time, so the model's
+    energy per inference leaves that work out. Power stays the window's average."""
     extra = 0
     while time.perf_counter() - meter._t0 < meter.min_window_s:
         run_more()
@@ -237,6 +241,11 @@ def close_window(meter, runs: int, run_more) -> PowerReading:
     if extra:
         reading.detail["untimed_inferences_to_fill_window"] = extra
         reading.detail["min_window_s"] = meter.min_window_s
+    if other_work_s > 0:
+        window = float(reading.detail["window_s"])
+        share = max(0.0, 1.0 - other_work_s / window)
+        detail = dict(reading.detail, other_work_s=other_work_s, model_share_of_window=share)
+        reading = replace(reading, energy_mj=reading.energy_mj * share, detail=detail)
     return reading
 
 

@@ -272,7 +272,10 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
         timed = time_until_stable(
             run_once, stop_rule(target), on_progress=progress, between=reference.run if reference else None
         )
-        reading = close_window(meter, len(timed.samples_ms), run_once) if meter is not None else None
+        reading = None
+        if meter is not None:
+            other_s = sum(reference.samples_ms) / 1000.0 if reference is not None else 0.0
+            reading = close_window(meter, len(timed.samples_ms), run_once, other_work_s=other_s)
         progress(
             {
                 "phase": "timing",

@@ -174,6 +174,13 @@ def test_measure_with_a_reference_times_it_apart_after_every_run(tiny_static, tm
     assert info["model"] == ref.name and len(info["samples_ms"]) == m.runs
     # the reference (a MobileNetV2) is far slower than the tiny model: its time is not in the samples
     assert min(info["samples_ms"]) > 3 * m.p50_ms
+    # nor its energy: the window's energy is shared by time, most of it the reference's
+    detail = m.power_detail
+    assert detail["other_work_s"] == pytest.approx(sum(info["samples_ms"]) / 1000.0)
+    share = detail["model_share_of_window"]
+    assert 0.0 < share < 0.5
+    whole_mj = m.power_w * detail["window_s"] / detail["inferences"] * 1000
+    assert m.energy_mj == pytest.approx(whole_mj * share, rel=1e-6)
 
 
 def test_reference_workload_needs_the_ort_backend(tiny_static, tmp_path):

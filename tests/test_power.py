@@ -185,6 +185,29 @@ def test_short_window_is_filled_with_counted_inferences(monkeypatch):
     assert reading.detail["inferences"] == 3 and "untimed_inferences_to_fill_window" not in reading.detail
 
 
+def test_energy_of_other_work_in_the_window_is_left_out(monkeypatch):
+    """Drift correction runs a reference network between the timed runs: its share of the window's
+    energy is not the model's."""
+    mod, state = _fake_pynvml(energy_counter=True)
+    monkeypatch.setitem(sys.modules, "pynvml", mod)
+    meter = NvmlMeter()
+    meter.start()
+    meter.min_window_s = 0.0
+    time.sleep(0.2)
+    state["energy_mj"] += 4_000
+    whole = power.close_window(meter, 10, lambda: None)
+    meter.start()
+    meter.min_window_s = 0.0
+    time.sleep(0.2)
+    state["energy_mj"] += 4_000
+    shared = power.close_window(meter, 10, lambda: None, other_work_s=0.1)
+    share = shared.detail["model_share_of_window"]
+    assert 0.4 < share < 0.55 and shared.detail["other_work_s"] == 0.1
+    assert whole.energy_mj == pytest.approx(400.0)
+    assert shared.energy_mj == pytest.approx(400.0 * share)
+    assert shared.power_w == pytest.approx(4.0 / shared.detail["window_s"])
+
+
 def test_nvml_without_pynvml_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` fail
     with pytest.raises(PowerUnavailable, match="nvidia-ml-py"):

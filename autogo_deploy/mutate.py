@@ -8,7 +8,8 @@ Steps: boundary of S (tensors from the predecessor P, tensors the successor C re
 -> MILP (`resolve.resolve`) for S' channels/strides -> materialise S' (attributes, weights: nodes
 whose parameter shapes match an unused node of S of the same type inherit its weights, all others
 are Kaiming-normal from `seed`) -> `Graph.splice` -> merge twin nodes and the BatchNormalization
-chains the splice left (`simplify.merge_duplicate_nodes`, `merge_batchnorm_chains`, exact) -> verify (onnx full check, onnxruntime run on
+chains and the ReLUs of non-negative tensors the splice left (`simplify.merge_duplicate_nodes`,
+`drop_redundant_relus`, `merge_batchnorm_chains`, exact) -> verify (onnx full check, onnxruntime run on
 random input, same input/output names, shapes and dtypes). Anything that fails is a `Rejection`
 with its stage and reason; only caller bugs (unknown node names) raise.
 """
@@ -28,7 +29,7 @@ from autogo_deploy.errors import InputError, ResolveRejected, first_line
 from autogo_deploy.materialise import materialise
 from autogo_deploy.resolve import Resolution, resolve
 from autogo_deploy.resolve_ops import Segment, Unsupported, analyse
-from autogo_deploy.simplify import merge_batchnorm_chains, merge_duplicate_nodes
+from autogo_deploy.simplify import drop_redundant_relus, merge_batchnorm_chains, merge_duplicate_nodes
 from autogo_deploy.solver import Certificate
 
 MAX_BINDINGS = 6  # boundary-to-S' port bindings tried (in order first, then permutations)
@@ -180,6 +181,7 @@ def apply(
         spliced_params = sum(math.prod(t.dims) for t in model.graph.initializer)
         old_nodes = {n.name for n in graph.nodes}
         twins = merge_duplicate_nodes(model, {n.name for n in model.graph.node} - old_nodes)
+        relus = drop_redundant_relus(model, {n.name for n in model.graph.node} - old_nodes)
         merged = merge_batchnorm_chains(model, {n.name for n in model.graph.node} - old_nodes)
         # onnx.shape_inference.infer_shapes without its last step: the C++ pass returns the inferred
         # model's bytes, which are kept for verify() (serializing a ResNet-50 again costs ~85 ms)
@@ -193,6 +195,8 @@ def apply(
         changes["merged_batchnorms"] = merged
     if twins:
         changes["merged_duplicates"] = twins
+    if relus:
+        changes["dropped_relus"] = relus
     mutant = Mutant(
         model=model,
         certificate=res.certificate,

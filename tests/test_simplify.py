@@ -1,4 +1,5 @@
-"""Exact rewrites after a splice: BatchNormalization chains merged into one node."""
+"""Exact rewrites after a splice: BatchNormalization chains merged, twin nodes merged, ReLUs of
+non-negative tensors dropped."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from test_resolve import bn, bn_inits, conv, make_segment
 
 from autogo_deploy import mutate
 from autogo_deploy.mutate import Mutant, apply
-from autogo_deploy.simplify import merge_batchnorm_chains, merge_duplicate_nodes
+from autogo_deploy.simplify import drop_redundant_relus, merge_batchnorm_chains, merge_duplicate_nodes
 
 
 def random_bn(p: str, c: int, rng) -> dict:
@@ -185,3 +186,73 @@ def test_nothing_merges_unless_a_new_node_has_an_exact_twin_that_is_no_output():
         before = model.SerializeToString()
         assert merge_duplicate_nodes(model, new) == []
         assert model.SerializeToString() == before
+
+
+# ---- ReLUs of tensors that are never negative ---------------------------------------------------
+def relu_model(*, last_is_output: bool = False) -> onnx.ModelProto:
+    """x -> Conv -> Relu r1 -> Relu r2 -> MaxPool -> Relu r3 -> Conv -> Add(negative constant)
+    -> Relu r4 -> y: r2 and r3 read tensors that are never negative, r4 does not."""
+    rng = np.random.default_rng(7)
+    nodes = [
+        conv("x", "w", "c"),
+        helper.make_node("Relu", ["c"], ["t1"], name="r1"),
+        helper.make_node("Relu", ["t1"], ["t2"], name="r2"),
+        helper.make_node("MaxPool", ["t2"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Relu", ["p"], ["t3"], name="r3"),
+        conv("t3", "w2", "c2"),
+        helper.make_node("Add", ["c2", "k"], ["s"], name="add"),
+        helper.make_node("Relu", ["s"], ["y"], name="r4"),
+    ]
+    inits = {
+        "w": rng.standard_normal((8, 4, 3, 3)).astype(np.float32),
+        "w2": rng.standard_normal((8, 8, 3, 3)).astype(np.float32),
+        "k": -np.abs(rng.standard_normal((1, 8, 1, 1))).astype(np.float32),
+    }
+    outputs = {"y": [1, 8, 3, 3]}
+    if last_is_output:
+        outputs = {"t3": [1, 8, 3, 3], **outputs}
+    return make_segment(nodes, {"x": [1, 4, 6, 6]}, outputs, inits)
+
+
+def test_relus_of_non_negative_tensors_go_and_the_outputs_are_identical():
+    original = relu_model()
+    model = _copy(original)
+    assert drop_redundant_relus(model, {"r2", "r3", "r4"}) == ["r2", "r3"]
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.name for n in model.graph.node] == ["c", "r1", "pool", "c2", "add", "r4"]
+    assert list(next(n for n in model.graph.node if n.name == "c2").input)[0] == "p"
+    np.testing.assert_array_equal(run(model)[0], run(original)[0])
+
+
+def test_only_relus_the_splice_added_or_fed_and_no_graph_output_go():
+    model = relu_model()
+    before = model.SerializeToString()
+    assert drop_redundant_relus(model, set()) == []  # all the user's
+    assert drop_redundant_relus(model, {"c2"}) == []  # r4 is fed by a new node but may see negatives
+    assert model.SerializeToString() == before
+    assert drop_redundant_relus(model, {"r1"}) == ["r2"]  # r2 reads a new node's output
+    model = relu_model(last_is_output=True)
+    assert drop_redundant_relus(model, {"r2", "r3"}) == ["r2"]  # r3's output is a graph output
+
+
+def test_a_splice_starting_with_relu_after_a_relu_drops_it(monkeypatch):
+    """NAS-Bench-201 style ReLU-Conv-BN replacing a ResNet-18 block's first Conv, whose input
+    already went through a ReLU: the mutant has no second ReLU and computes the same."""
+    g = small("resnet18")
+    seg = make_segment(
+        [helper.make_node("Relu", ["x"], ["r"], name="r"), conv("r", "w", "c"), bn("c", "n", "y")],
+        {"x": [1, 64, 8, 8]},
+        {"y": [1, 64, 8, 8]},
+        {"w": (64, 64, 3, 3), **bn_inits("n", 64)},
+    )
+    m = apply(g, ["layer1.0.1.conv", "layer1.0.1.bn"], seg, seed=0, align=16)
+    assert isinstance(m, Mutant), m
+    assert [name.rsplit("/", 1)[-1] for name in m.changes["dropped_relus"]] == ["r"]
+    relus = sum(n.op_type == "Relu" for n in m.model.graph.node)
+    assert relus == sum(n.op_type == "Relu" for n in g.model.graph.node)
+    monkeypatch.setattr(mutate, "drop_redundant_relus", lambda model, new: [])
+    kept = apply(g, ["layer1.0.1.conv", "layer1.0.1.bn"], seg, seed=0, align=16)
+    assert isinstance(kept, Mutant) and "dropped_relus" not in kept.changes
+    assert sum(n.op_type == "Relu" for n in kept.model.graph.node) == relus + 1
+    for a, b in zip(run(m.model), run(kept.model), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -226,7 +226,6 @@ def optimize(
     escape_after: int | None = None,
     widen_share: float = 0.0,
     model_mutants: bool = True,
-    larger_weight: float = 1.0,
     spill_mb: float = 256.0,
     time_limit_s: float | None = None,
     seed: int = 0,
@@ -316,7 +315,6 @@ def optimize(
             # a target with a cost model (npu-sim): every mutant costed there in the worker, ranked
             # by that instead of a prediction (Candidate.modeled)
             cost_model=tgt.options if modeled else None,
-            larger_weight=larger_weight,
         )
     # measure-in-the-loop uses a shorter time cap than `profile` (the ±1% goal still stops it earlier)
     overrides = {"time_cap_s": min(10.0, float(tgt.protocol.get("time_cap_s", 10.0)))}

@@ -82,7 +82,6 @@ def _init_worker(
     max_macs_growth: float | None = None,
     min_depth: int | None = None,
     cost_model: dict | None = None,
-    larger_weight: float = 1.0,
 ) -> None:
     from autogo_deploy.segments.db import SegmentDB
 
@@ -94,7 +93,6 @@ def _init_worker(
     _WORKER["widen_share"] = float(widen_share)
     _WORKER["max_macs_growth"] = max_macs_growth
     _WORKER["min_depth"] = min_depth
-    _WORKER["larger_weight"] = float(larger_weight)
     _WORKER["rep_depth"] = {}  # replacement id -> weighted layers on its longest path
     _WORKER["npu"] = None
     _WORKER["cost_model"] = None
@@ -157,7 +155,7 @@ def _mutate_task(args: tuple) -> list[dict]:
             if not replacements:  # each would leave the network shallower than the budget allows
                 rejections["depth bound"] = rejections.get("depth bound", 0) + 1
                 continue
-        rep = _pick(replacements, len(occ.node_names), rng)
+        rep = rng.choice(replacements)
         cost_target = rng.choice(cost_targets)
         m = mutate.apply(
             g,
@@ -224,16 +222,6 @@ def _modeled(model) -> dict | None:
     return {k: float(cost[k]) for k in ("latency_ms", "energy_mj", "power_w")}
 
 
-def _pick(replacements: list, source_nodes: int, rng: random.Random):
-    """One replacement, uniformly, or with `larger_weight` (against 1) for those of more nodes
-    than the segment they replace."""
-    lw = _WORKER["larger_weight"]
-    if lw == 1.0:
-        return rng.choice(replacements)
-    weights = [1.0 if r.n_nodes <= source_nodes else lw for r in replacements]
-    return rng.choices(replacements, weights=weights)[0]
-
-
 def _replacement_depth(rep) -> int:
     """Weighted layers on a replacement segment's longest path (cached per worker)."""
     from autogo_deploy.depth import layer_count_and_depth
@@ -262,7 +250,6 @@ class GraphProposer:
         max_macs_growth: float | None = None,
         min_depth: int | None = None,
         cost_model: dict | None = None,
-        larger_weight: float = 1.0,
     ):
         """cost_targets: the MILP cost targets a mutation draws from (see mutate.apply);
         macs_per_param: what a weight costs in MACs on the target (Target.macs_per_param), which
@@ -277,13 +264,9 @@ class GraphProposer:
         `Budgets.min_depth`): replacements that cannot keep it are skipped before the MILP, and
         mutants below it are dropped instead of being scored (None: no floor); cost_model: the npu-sim
         target's options: every mutant is then costed by the target's cost model in the worker
-        (`Candidate.modeled`), so the search ranks it by that figure instead of a prediction;
-        larger_weight: how likely a replacement with more nodes than its source segment is drawn,
-        against 1 for one no larger (1: uniform)."""
+        (`Candidate.modeled`), so the search ranks it by that figure instead of a prediction."""
         if not 0.0 <= widen_share <= 1.0:
             raise InputError(f"widen share must be in [0, 1], got {widen_share}")
-        if not 0.0 < larger_weight <= 1.0:
-            raise InputError(f"larger_weight must be in (0, 1], got {larger_weight}")
         self.spill = (str(spill[0]), int(spill[1])) if spill else None
         self.jobs = max(1, jobs or (os.cpu_count() or 1))
         self.max_nodes = max_nodes
@@ -302,7 +285,6 @@ class GraphProposer:
             max_macs_growth,
             min_depth,
             cost_model,
-            larger_weight,
         )
         if self.jobs > 1:
             self._pool = ProcessPoolExecutor(self.jobs, initializer=_init_worker, initargs=init)

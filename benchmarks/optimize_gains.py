@@ -114,7 +114,6 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         escape_after=args.escape_after,
         widen_share=args.widen_share,
         model_mutants=not args.no_model_mutants,
-        larger_weight=args.larger_weight,
         time_limit_s=args.time_limit,
         seed=args.seed,
         strategy="random" if mode == "random" else "pareto",
@@ -150,7 +149,6 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "segment_weight": res.proposer_stats.get("segment_weight"),
         "escape_after": args.escape_after,
         "widen_share": args.widen_share,
-        "larger_weight": args.larger_weight,
         "jobs": args.jobs,
         "seed": args.seed,
         "time_limit_s": args.time_limit,
@@ -304,9 +302,6 @@ def main() -> None:
     ap.add_argument("--segment-weight", default="macs", choices=("macs", "target"))
     ap.add_argument("--escape-after", type=int, default=None, help="SearchConfig.escape_after")
     ap.add_argument("--widen-share", type=float, default=0.0, help="GraphProposer widen_share")
-    ap.add_argument(
-        "--larger-weight", type=float, default=1.0, help="GraphProposer larger_weight (1 = uniform replacements)"
-    )
     ap.add_argument("--save-best", type=Path, default=None, help="write each emitted model into DIR")
     ap.add_argument(
         "--no-model-mutants",

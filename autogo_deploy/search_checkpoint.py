@@ -31,6 +31,7 @@ def write(search, generation: int) -> None:
         "config": asdict(search.cfg),
         "baseline": search.baseline.cid,
         "history": search.history,
+        "modeled_gaps": search.modeled_gaps,  # proposer's figure vs measurement, per measured candidate
         "candidates": [search.pool[cid].to_json() for cid in sorted(keep)],
     }
     tmp = folder / "state.json.tmp"
@@ -63,6 +64,7 @@ def read(search, folder: Path) -> None:
                 continue
             search.pool[c.cid] = c
         search.history = list(state.get("history", []))
+        search.modeled_gaps = [float(x) for x in state.get("modeled_gaps", [])]
         search.start_generation = int(state["generation"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"checkpoint {folder} is unreadable: {exc}") from None

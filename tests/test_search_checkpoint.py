@@ -7,6 +7,7 @@ import json
 import pytest
 from test_search import _cand, make
 
+from autogo_deploy import search_checkpoint
 from autogo_deploy.errors import InputError
 
 
@@ -22,6 +23,17 @@ def test_checkpoint_keeps_state_and_the_stall_count(tmp_path):
     assert again.start_generation == 12
     assert again._stalled == state["history"][-1]["stalled"]
     assert all(not c.verified for c in again.pool.values() if c is not again.baseline)
+
+
+def test_modeled_gaps_survive_a_resume(tmp_path):
+    """The report's proposer.modeled_vs_measured covers the whole run, not only the resumed part."""
+    s, _ = make(generations=2, checkpoint=tmp_path / "ck")
+    s.run()
+    s.modeled_gaps = [0.0, 0.012]
+    search_checkpoint.write(s, 2)
+    again, _ = make(generations=4, checkpoint=tmp_path / "ck")
+    again.load_checkpoint(tmp_path / "ck")
+    assert again.modeled_gaps == [0.0, 0.012]
 
 
 def test_what_is_not_a_checkpoint_is_refused(tmp_path):

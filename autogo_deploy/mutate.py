@@ -16,7 +16,6 @@ with its stage and reason; only caller bugs (unknown node names) raise.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import time
@@ -39,7 +38,7 @@ MAX_BINDINGS = 6  # boundary-to-S' port bindings tried (in order first, then per
 @dataclass
 class Rejection:
     reason: str
-    stage: str  # boundary | analyse | resolve | cost | materialise | splice | unchanged | verify
+    stage: str  # boundary | analyse | resolve | cost | materialise | splice | verify
     certificate: Certificate | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     code: str = ""  # category: arity, rank, spatial, channels, infeasible, timeout, unsupported, ...
@@ -99,7 +98,6 @@ def apply(
     outputs: list[str] | None = None,
     cost_target: float = 1.0,
     max_macs_growth: float | None = None,
-    reject_unchanged: bool = False,
 ) -> Mutant | Rejection:
     """Replace the nodes `occurrence_nodes` of `graph` (an autogo_deploy.graph.Graph) by S'.
 
@@ -109,10 +107,6 @@ def apply(
     The MILP cannot always reach its target: a dense replacement for a depthwise convolution keeps
     its channel counts and costs ~100x the MACs; when the objective is a cost such a mutant only
     wastes a prediction and a measurement slot, so it is dropped before it is materialised.
-
-    reject_unchanged: reject a mutant that computes what `graph` does up to its weights (a Conv
-    replaced by a Conv of the same shape, a head by the same head, a ReLU-Conv after a ReLU): it
-    would be predicted and costed exactly as its parent, so a search only loses a slot to it.
 
     inputs/outputs: the boundary tensors in S' port order (e.g. a segment Occurrence's `inputs`
     and `outputs`); default `graph.boundary` order. That binding is tried first, then other
@@ -196,9 +190,6 @@ def apply(
     except Exception as exc:  # splice/inference failure on a resolved plan is a rejection, recorded
         return Rejection(f"splice failed: {first_line(exc)}", "splice", res.certificate, timings)
     _lap(timings, "splice", clock)
-    if reject_unchanged and structure_key(model) == structure_key(graph.model):
-        why = "the replacement rebuilt the same structure (only the weights differ)"
-        return Rejection(why, "unchanged", res.certificate, timings, code="unchanged")
     changes = _changes(seg, res.plan, members, b_ins, b_outs, graph, inherited, reference_macs, align)
     if merged:
         changes["merged_batchnorms"] = merged
@@ -223,23 +214,6 @@ def apply(
         return Rejection(f"verify failed: {exc}", "verify", res.certificate, _lap(timings, "verify", clock))
     _lap(timings, "verify", clock)
     return mutant
-
-
-def structure_key(model: onnx.ModelProto) -> str:
-    """What a graph computes up to its weights: each tensor is keyed by the domain, op and attributes
-    of its producer and the keys of that node's inputs (a graph input by name, an initializer by
-    dtype and shape), and the graph by its outputs' keys. Node names, node order and initializer
-    values are left out, so two graphs that differ only in those get the same key."""
-    key: dict[str, str] = {t.name: f"const{t.data_type}{tuple(t.dims)}" for t in model.graph.initializer}
-    for i in model.graph.input:
-        key.setdefault(i.name, f"input:{i.name}")
-    for node in model.graph.node:  # graph order is topological
-        attrs = sorted(a.SerializeToString(deterministic=True) for a in node.attribute)
-        body = repr((node.domain, node.op_type, [key.get(t, "?") if t else "" for t in node.input], attrs))
-        digest = hashlib.sha256(body.encode()).hexdigest()
-        for j, t in enumerate(node.output):
-            key[t] = f"{digest}:{j}"
-    return hashlib.sha256(repr([key.get(o.name) for o in model.graph.output]).encode()).hexdigest()
 
 
 def _bindings(seg: Segment, graph, ins: list[str], outs: list[str]):

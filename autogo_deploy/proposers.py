@@ -169,7 +169,6 @@ def _mutate_task(args: tuple) -> list[dict]:
             outputs=list(occ.outputs),
             cost_target=cost_target,
             max_macs_growth=_WORKER["max_macs_growth"],
-            reject_unchanged=True,  # a clone of the parent up to weights only takes a slot
         )
         if not isinstance(m, mutate.Mutant):
             rejections[m.stage] = rejections.get(m.stage, 0) + 1

@@ -203,18 +203,20 @@ def _non_negative(model: onnx.ModelProto):
 def drop_redundant_relus(model: onnx.ModelProto, new_nodes: set[str]) -> list[str]:
     """In place: remove each ReLU whose input is provably never negative (ReLU(ReLU(x)), a ReLU
     after a max pool of a ReLU, ...) when it or its input's producer is in `new_nodes`; its readers
-    read its input. A ReLU whose output is a graph output stays. Returns the removed node names."""
+    read its input. Which ReLUs qualify is settled first, so an old ReLU after a new one that goes
+    is still checked. A ReLU whose output is a graph output stays. Returns the removed node names."""
     g = model.graph
     is_nonneg, producer = _non_negative(model)
     graph_outputs = {o.name for o in g.output}
+    eligible = set()
+    for node in g.node:
+        source = producer.get(node.input[0]) if node.input else None
+        if node.op_type == "Relu" and node.domain in ("", "ai.onnx") and node.output[0] not in graph_outputs:
+            if node.name in new_nodes or (source is not None and source.name in new_nodes):
+                eligible.add(node.name)
     dropped: list[str] = []
     for node in list(g.node):
-        if node.op_type != "Relu" or node.domain not in ("", "ai.onnx") or node.output[0] in graph_outputs:
-            continue
-        source = producer.get(node.input[0])
-        if node.name not in new_nodes and (source is None or source.name not in new_nodes):
-            continue
-        if not is_nonneg(node.input[0]):
+        if node.name not in eligible or not is_nonneg(node.input[0]):
             continue
         g.node.remove(node)
         for n in g.node:

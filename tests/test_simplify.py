@@ -256,3 +256,20 @@ def test_a_splice_starting_with_relu_after_a_relu_drops_it(monkeypatch):
     assert sum(n.op_type == "Relu" for n in kept.model.graph.node) == relus + 1
     for a, b in zip(run(m.model), run(kept.model), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_segment_replaced_by_a_lone_relu_leaves_no_relu_chain():
+    """ResNet-18's first block Conv+BN (after the stem's ReLU and max pool) replaced by a lone ReLU:
+    the new ReLU and the block's own ReLU, now reading the pooled ReLU output, both go."""
+    g = small("resnet18")
+    seg = make_segment(
+        [helper.make_node("Relu", ["x"], ["y"], name="r")], {"x": [1, 64, 8, 8]}, {"y": [1, 64, 8, 8]}
+    )
+    m = apply(g, ["layer1.0.1.conv", "layer1.0.1.bn"], seg, seed=0, align=16)
+    assert isinstance(m, Mutant), m
+    dropped = m.changes["dropped_relus"]
+    assert any(name.endswith("/r") or name == "r" for name in dropped) and "layer1.0.1.relu" in dropped
+    prod = {o: n for n in m.model.graph.node for o in n.output}
+    for n in m.model.graph.node:
+        if n.op_type == "Relu" and n.input[0] in prod:
+            assert prod[n.input[0]].op_type not in ("Relu", "MaxPool"), n.name

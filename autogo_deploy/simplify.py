@@ -141,17 +141,23 @@ def merge_duplicate_nodes(model: onnx.ModelProto, new_nodes: set[str]) -> list[l
         if pair is None:
             return merged
         keep, drop = pair
-        rename = {o: k for o, k in zip(drop.output, keep.output, strict=True) if o}
-        g.node.remove(drop)
-        for n in g.node:
-            for k, name in enumerate(n.input):
-                if name in rename:
-                    n.input[k] = rename[name]
-                    touched.add(n.name)
-        for i in reversed(range(len(g.value_info))):
-            if g.value_info[i].name in rename:
-                del g.value_info[i]
+        touched |= _bypass(g, drop, {o: k for o, k in zip(drop.output, keep.output, strict=True) if o})
         merged.append([keep.name, drop.name])
+
+
+def _bypass(g: onnx.GraphProto, node: onnx.NodeProto, rename: dict[str, str]) -> set[str]:
+    """Remove `node`; its readers read `rename[output]` instead. Returns the readers' names."""
+    g.node.remove(node)
+    readers = set()
+    for n in g.node:
+        for k, name in enumerate(n.input):
+            if name in rename:
+                n.input[k] = rename[name]
+                readers.add(n.name)
+    for i in reversed(range(len(g.value_info))):
+        if g.value_info[i].name in rename:
+            del g.value_info[i]
+    return readers
 
 
 # Outputs that are >= 0 whatever the input; ops that keep their first input's sign (pools over
@@ -208,25 +214,21 @@ def drop_redundant_relus(model: onnx.ModelProto, new_nodes: set[str]) -> list[st
     g = model.graph
     is_nonneg, producer = _non_negative(model)
     graph_outputs = {o.name for o in g.output}
-    eligible = set()
-    for node in g.node:
-        source = producer.get(node.input[0]) if node.input else None
-        if node.op_type == "Relu" and node.domain in ("", "ai.onnx") and node.output[0] not in graph_outputs:
-            if node.name in new_nodes or (source is not None and source.name in new_nodes):
-                eligible.add(node.name)
+    relus = [
+        n
+        for n in g.node
+        if n.op_type == "Relu" and n.domain in ("", "ai.onnx") and n.output[0] not in graph_outputs
+    ]
+    eligible = [
+        n
+        for n in relus
+        if n.name in new_nodes or getattr(producer.get(n.input[0]), "name", None) in new_nodes
+    ]
     dropped: list[str] = []
-    for node in list(g.node):
-        if node.name not in eligible or not is_nonneg(node.input[0]):
-            continue
-        g.node.remove(node)
-        for n in g.node:
-            for k, name in enumerate(n.input):
-                if name == node.output[0]:
-                    n.input[k] = node.input[0]
-        for i in reversed(range(len(g.value_info))):
-            if g.value_info[i].name == node.output[0]:
-                del g.value_info[i]
-        dropped.append(node.name)
+    for node in eligible:  # graph order: a chain's later ReLU sees its rewired input
+        if is_nonneg(node.input[0]):
+            _bypass(g, node, {node.output[0]: node.input[0]})
+            dropped.append(node.name)
     return dropped
 
 

@@ -9,8 +9,10 @@ Steps: boundary of S (tensors from the predecessor P, tensors the successor C re
 whose parameter shapes match an unused node of S of the same type inherit its weights, all others
 are Kaiming-normal from `seed`) -> `Graph.splice` -> merge twin nodes and the BatchNormalization
 chains and the ReLUs of non-negative tensors the splice left (`simplify.merge_duplicate_nodes`,
-`drop_redundant_relus`, `merge_batchnorm_chains`, exact) -> verify (onnx full check, onnxruntime run on
-random input, same input/output names, shapes and dtypes). Anything that fails is a `Rejection`
+`drop_redundant_relus`, `merge_batchnorm_chains`, exact) -> shape inference -> fold the zero
+branches the splice brought in (NB201's 'none' edges feeding convolutions,
+`zero_branches.fold_zero_branches`, exact for finite inputs) -> verify (onnx full check, onnxruntime
+run on random input, same input/output names, shapes and dtypes). Anything that fails is a `Rejection`
 with its stage and reason; only caller bugs (unknown node names) raise.
 """
 
@@ -31,6 +33,7 @@ from autogo_deploy.resolve import Resolution, resolve
 from autogo_deploy.resolve_ops import Segment, Unsupported, analyse
 from autogo_deploy.simplify import drop_redundant_relus, merge_batchnorm_chains, merge_duplicate_nodes
 from autogo_deploy.solver import Certificate
+from autogo_deploy.zero_branches import fold_zero_branches
 
 MAX_BINDINGS = 6  # boundary-to-S' port bindings tried (in order first, then permutations)
 
@@ -187,6 +190,10 @@ def apply(
         # model's bytes, which are kept for verify() (serializing a ResNet-50 again costs ~85 ms)
         data = shape_inference_c.infer_shapes(model.SerializeToString(), False, True, False)
         model = onnx.load_from_string(data)
+        zeros = fold_zero_branches(model, {n.name for n in model.graph.node} - old_nodes)
+        if zeros:  # the folded graph's shapes, inferred again (only mutants with a zero branch)
+            data = shape_inference_c.infer_shapes(model.SerializeToString(), False, True, False)
+            model = onnx.load_from_string(data)
     except Exception as exc:  # splice/inference failure on a resolved plan is a rejection, recorded
         return Rejection(f"splice failed: {first_line(exc)}", "splice", res.certificate, timings)
     _lap(timings, "splice", clock)
@@ -197,11 +204,13 @@ def apply(
         changes["merged_duplicates"] = twins
     if relus:
         changes["dropped_relus"] = relus
+    if zeros:
+        changes["folded_zero_branches"] = zeros
     mutant = Mutant(
         model=model,
         certificate=res.certificate,
         # counted before chains were merged (a merged node's parameters combine an inherited and a
-        # fresh one)
+        # fresh one) and zero branches folded
         inherited_param_share=(spliced_params - fresh) / spliced_params if spliced_params else 1.0,
         changes=changes,
         timings_ms=timings,

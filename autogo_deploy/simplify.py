@@ -206,9 +206,27 @@ def _non_negative(model: onnx.ModelProto):
     return is_nonneg, producer
 
 
+def _proof_nodes(name: str, producer: dict) -> set[str]:
+    """The nodes `is_nonneg(name)` looks through (its producer, and theirs through sign-keeping and
+    all-non-negative ops)."""
+    seen: set[str] = set()
+    stack = [name]
+    while stack:
+        n = producer.get(stack.pop())
+        if n is None or n.name in seen:
+            continue
+        seen.add(n.name)
+        if n.op_type in _SIGN_OF_FIRST:
+            stack.append(n.input[0])
+        elif n.op_type in _NONNEG_IF_ALL:
+            stack.extend(n.input)
+    return seen
+
+
 def drop_redundant_relus(model: onnx.ModelProto, new_nodes: set[str]) -> list[str]:
     """In place: remove each ReLU whose input is provably never negative (ReLU(ReLU(x)), a ReLU
-    after a max pool of a ReLU, ...) when it or its input's producer is in `new_nodes`; its readers
+    after a max pool of a ReLU, ...) when it, or a node its proof looks through, is in `new_nodes`
+    (an old block's ReLU after an Add whose operands a splice made non-negative counts); its readers
     read its input. Which ReLUs qualify is settled first, so an old ReLU after a new one that goes
     is still checked. A ReLU whose output is a graph output stays. Returns the removed node names."""
     g = model.graph
@@ -222,7 +240,7 @@ def drop_redundant_relus(model: onnx.ModelProto, new_nodes: set[str]) -> list[st
     eligible = [
         n
         for n in relus
-        if n.name in new_nodes or getattr(producer.get(n.input[0]), "name", None) in new_nodes
+        if is_nonneg(n.input[0]) and (n.name in new_nodes or _proof_nodes(n.input[0], producer) & new_nodes)
     ]
     dropped: list[str] = []
     for node in eligible:  # graph order: a chain's later ReLU sees its rewired input

@@ -235,6 +235,25 @@ def test_only_relus_the_splice_added_or_fed_and_no_graph_output_go():
     assert drop_redundant_relus(model, {"r2", "r3"}) == ["r2"]  # r3's output is a graph output
 
 
+def test_an_old_relu_goes_when_a_new_node_made_its_input_non_negative():
+    """An old block's ReLU after an old Add whose operands are now both ReLU outputs, one of them
+    new: the proof looks through the Add to the new node, so the old ReLU counts as touched."""
+    nodes = [
+        conv("x", "wa", "a"), helper.make_node("Relu", ["a"], ["ra"], name="ra"),
+        conv("x", "wb", "b"), helper.make_node("Relu", ["b"], ["rb"], name="rb"),
+        helper.make_node("Add", ["ra", "rb"], ["s"], name="add"),
+        helper.make_node("Relu", ["s"], ["r"], name="block_relu"),
+        conv("r", "wc", "y"),
+    ]  # fmt: skip
+    shapes = {"wa": (4, 4, 3, 3), "wb": (4, 4, 3, 3), "wc": (4, 4, 3, 3)}
+    model = make_segment(nodes, {"x": [1, 4, 6, 6]}, {"y": [1, 4, 6, 6]}, shapes)
+    assert drop_redundant_relus(_copy(model), {"a", "b"}) == []  # no proof node is new
+    m = _copy(model)
+    assert drop_redundant_relus(m, {"rb"}) == ["block_relu"]
+    for a, b in zip(run(model), run(m), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_splice_starting_with_relu_after_a_relu_drops_it(monkeypatch):
     """NAS-Bench-201 style ReLU-Conv-BN replacing a ResNet-18 block's first Conv, whose input
     already went through a ReLU: the mutant has no second ReLU and computes the same."""

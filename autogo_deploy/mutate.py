@@ -192,6 +192,9 @@ def apply(
         model = onnx.load_from_string(data)
         zeros = fold_zero_branches(model, {n.name for n in model.graph.node} - old_nodes)
         if zeros:  # the folded graph's shapes, inferred again (only mutants with a zero branch)
+            # a bypassed `y + 0` can leave ReLU(y) with y >= 0 (a block's ReLU after its Add)
+            rewired = set().union(*(z["rewired"] for z in zeros))
+            relus += drop_redundant_relus(model, ({n.name for n in model.graph.node} - old_nodes) | rewired)
             data = shape_inference_c.infer_shapes(model.SerializeToString(), False, True, False)
             model = onnx.load_from_string(data)
     except Exception as exc:  # splice/inference failure on a resolved plan is a rejection, recorded

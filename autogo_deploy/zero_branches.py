@@ -234,7 +234,8 @@ def _absorb(
     g: onnx.GraphProto, branch: _Branch, add: onnx.NodeProto, k: int, v: np.ndarray, graph_outputs
 ) -> bool:
     """Add the constant into the bias of the Conv or BatchNormalization that makes the Add's other
-    operand, when nothing else reads that operand; the Add goes. False when it cannot."""
+    operand, when nothing else reads that operand; the Add goes. Returns the Add's readers (now
+    reading the producer), or None when it cannot."""
     y = add.input[1 - k]
     p = next((n for n in g.node if y in n.output), None)
     if (
@@ -243,20 +244,20 @@ def _absorb(
         or len(branch.readers.get(y, [])) != 1
         or p.domain not in ("", "ai.onnx")
     ):
-        return False
+        return None
     if p.op_type == "Conv" and len(p.input) >= 2 and p.input[1] in branch.inits:
         channels, slot = int(branch.inits[p.input[1]].dims[0]), 2
     elif p.op_type == "BatchNormalization" and _affine(p, branch.inits) is not None:
         channels, slot = int(branch.inits[p.input[2]].dims[0]), 2
     else:
-        return False
+        return None
     c = v.reshape(-1)
     if c.size not in (1, channels):
-        return False
+        return None
     bias = np.zeros(channels) if len(p.input) <= slot or not p.input[slot] else None
     if bias is None:
         if p.input[slot] not in branch.inits:
-            return False
+            return None
         bias = numpy_helper.to_array(branch.inits[p.input[slot]]).astype(np.float64)
     name = f"{p.name}/bias_with_folded_const"
     g.initializer.append(numpy_helper.from_array((bias + c).astype(np.float32), name))
@@ -264,22 +265,22 @@ def _absorb(
         p.input.append(name)
     else:
         p.input[slot] = name
-    _bypass(g, add, {add.output[0]: y})
-    return True
+    return _bypass(g, add, {add.output[0]: y})
 
 
 def _fold(g: onnx.GraphProto, branch: _Branch, region: list, plan: list, graph_outputs: set[str]) -> dict:
     bypassed = absorbed = constants = 0
+    rewired: set[str] = set()  # nodes that read another tensor now
     for n, k, v in plan:
+        readers = None
         if n.op_type == "Add" and not v.any() and n.output[0] not in graph_outputs:
-            _bypass(g, n, {n.output[0]: n.input[1 - k]})  # y + 0
+            readers = _bypass(g, n, {n.output[0]: n.input[1 - k]})  # y + 0
             bypassed += 1
-        elif (
-            n.op_type == "Add"
-            and n.output[0] not in graph_outputs
-            and _absorb(g, branch, n, k, v, graph_outputs)
-        ):
-            absorbed += 1  # y + c with y = Conv(...) + b: Conv(...) + (b + c)
+        elif n.op_type == "Add" and n.output[0] not in graph_outputs:
+            readers = _absorb(g, branch, n, k, v, graph_outputs)  # Conv(...) + b + c: bias b + c
+            absorbed += readers is not None
+        if readers is not None:
+            rewired |= readers
         else:
             name = f"{n.name}/folded_const{k}"
             g.initializer.append(numpy_helper.from_array(v.astype(np.float32), name))
@@ -298,4 +299,5 @@ def _fold(g: onnx.GraphProto, branch: _Branch, region: list, plan: list, graph_o
         "constants": constants,
         "absorbed_in_bias": absorbed,
         "zero_adds_bypassed": bypassed,
+        "rewired": sorted(rewired),
     }

@@ -94,6 +94,7 @@ def test_a_zero_tensor_added_is_bypassed():
     model = branch_model([])
     m, records = folded(model)
     assert records[0]["zero_adds_bypassed"] == 1 and "Add" not in ops(m) and "Mul" not in ops(m)
+    assert records[0]["rewired"] == ["last"]  # the Add's reader: mutate.apply re-checks its ReLUs
     assert_same_outputs(model, m)
 
 

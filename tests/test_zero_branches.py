@@ -9,7 +9,7 @@ from test_mutate import run, small
 from test_resolve import bn, bn_inits, conv, make_segment
 from test_simplify import random_bn
 
-from autogo_deploy import mutate
+from autogo_deploy import mutate, zero_branches
 from autogo_deploy.mutate import Mutant, apply
 from autogo_deploy.zero_branches import fold_zero_branches
 
@@ -98,29 +98,53 @@ def test_a_zero_tensor_added_is_bypassed():
     assert_same_outputs(model, m)
 
 
-def test_pools_keep_a_uniform_value_unless_padding_counts():
+def full_constants(m: onnx.ModelProto) -> list[list[int]]:
+    return [list(i.dims) for i in m.graph.initializer if i.name.endswith("/folded_const")]
+
+
+def test_pools_keep_a_per_channel_value_and_a_padded_average_gives_a_full_constant():
     kept = [("Conv", {}), ("MaxPool", {"kernel_shape": [3, 3], "pads": [1] * 4}),
             ("AveragePool", {"kernel_shape": [3, 3], "pads": [1] * 4})]  # fmt: skip
     m, records = folded(branch_model(kept))
-    assert records and "Mul" not in ops(m)
+    assert records[0]["absorbed_in_bias"] == 1 and "Mul" not in ops(m)
     assert_same_outputs(branch_model(kept), m)
-    # a padded average counting the pads is not uniform for a non-zero constant: left alone
+    # a padded average counting the pads differs at the border: the reader gets the whole tensor
     border = [
         ("Conv", {}),
         ("AveragePool", {"kernel_shape": [3, 3], "pads": [1] * 4, "count_include_pad": 1}),
     ]
     m, records = folded(branch_model(border))
-    assert records == [] and ops(m) == ops(branch_model(border))
+    assert records[0]["constants"] == 1 and full_constants(m) == [[1, 8, 6, 6]]
+    assert_same_outputs(branch_model(border), m)
 
 
-def test_nothing_folds_into_a_concat_an_output_or_from_an_old_seed():
+def test_a_conv_of_a_non_zero_constant_is_data_free_too():
+    """Conv(Conv(0)) is not the same at every pixel (zero padding) but depends on no input."""
+    model = branch_model([("Conv", {}), ("Conv", {})])
+    m, records = folded(model)
+    assert set(records[0]["removed"]) == {"seed", "t0", "t1"} and ops(m).count("Conv") == 2
+    assert full_constants(m) == [[1, 8, 6, 6]]
+    assert_same_outputs(model, m)
+
+
+def test_a_concat_reads_the_full_constant():
+    model = branch_model([("Conv", {})], reader="Concat")
+    m, records = folded(model)
+    assert records[0]["constants"] == 1 and full_constants(m) == [[1, 8, 6, 6]] and "Concat" in ops(m)
+    assert_same_outputs(model, m)
+
+
+def test_nothing_folds_into_an_output_from_an_old_branch_or_over_the_size_limit(monkeypatch):
     for model, new in [
-        (branch_model([("Conv", {})], reader="Concat"), None),
         (branch_model([("Conv", {})], extra_output="t0"), None),
         (branch_model([("Conv", {})]), {"a", "last"}),  # neither the branch nor its reader is new
     ]:
         m, records = folded(model, new)
         assert records == [] and ops(m) == ops(model)
+    monkeypatch.setattr(zero_branches, "MAX_CONST_BYTES", 100)
+    model = branch_model([("Conv", {})], reader="Concat")  # needs a 1x8x6x6 constant: 1,152 bytes
+    m, records = folded(model)
+    assert records == [] and ops(m) == ops(model)
 
 
 def test_an_old_branch_folds_when_its_reader_is_new():
@@ -128,13 +152,6 @@ def test_an_old_branch_folds_when_its_reader_is_new():
     m, records = folded(model, {"read"})
     assert [r["seed"] for r in records] == ["seed"] and "Mul" not in ops(m)
     assert_same_outputs(model, m)
-
-
-def test_a_conv_of_a_non_zero_constant_is_a_reader_that_stops_the_fold():
-    """Conv of a non-zero uniform value differs at the zero-padded border: not folded."""
-    model = branch_model([("Conv", {}), ("Conv", {})])
-    m, records = folded(model)
-    assert records == [] and ops(m) == ops(model)
 
 
 def test_a_spliced_none_edge_is_folded_in_the_mutant(monkeypatch):

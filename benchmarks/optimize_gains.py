@@ -188,8 +188,30 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
                 {k: ch.get(k) for k in ("segment", "replacement", "n_nodes", "widened", "cost_target")}
                 for ch in best.changes
             ],
+            canonical_check=canonical_check(base.model_bytes, best.model_bytes),
         )
     return row
+
+
+def canonical_check(baseline: bytes, result: bytes) -> dict:
+    """What `canonicalise` still finds in a result (every count 0 when the splice-time rewrites left
+    nothing), and, when it finds something, the accuracy head's change for the rewritten graph
+    (the same function): the search's figure is flattered when that is lower."""
+    import onnx
+
+    from autogo_deploy.canonical import canonicalise
+
+    canon, counts = canonicalise(onnx.load_from_string(result))
+    out: dict = {"rewrites": counts}
+    if any(counts.values()):
+        from autogo_deploy.predictor.inference import Predictor
+
+        base, raw, can = Predictor.load_default().predict(
+            [onnx.load_from_string(b) for b in (baseline, result)] + [canon]
+        )
+        out["predicted_acc_delta_as_emitted"] = raw.acc - base.acc
+        out["predicted_acc_delta_canonical"] = can.acc - base.acc
+    return out
 
 
 def nb201_ground_truth(args) -> dict:

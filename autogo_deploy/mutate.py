@@ -9,9 +9,9 @@ Steps: boundary of S (tensors from the predecessor P, tensors the successor C re
 whose parameter shapes match an unused node of S of the same type inherit its weights, all others
 are Kaiming-normal from `seed`) -> `Graph.splice` -> merge twin nodes and the BatchNormalization
 chains and the ReLUs of non-negative tensors the splice left (`simplify.merge_duplicate_nodes`,
-`drop_redundant_relus`, `merge_batchnorm_chains`, exact) -> shape inference -> fold the zero
-branches the splice brought in (NB201's 'none' edges feeding convolutions,
-`zero_branches.fold_zero_branches`, exact for finite inputs) -> verify (onnx full check, onnxruntime
+`drop_redundant_relus`, `merge_batchnorm_chains`, exact) -> shape inference -> fold the data-free
+regions of the zero tensors the splice touched (NB201's 'none' edges feeding convolutions, evaluated
+once to constants: `zero_branches.fold_zero_branches`, exact for finite inputs) -> verify (onnx full check, onnxruntime
 run on random input, same input/output names, shapes and dtypes). Anything that fails is a `Rejection`
 with its stage and reason; only caller bugs (unknown node names) raise.
 """

@@ -80,8 +80,12 @@ def test_budget_broken_exits_1(work, model_path, capsys):
     assert code == 1 and doc["verdict"] == "fail"
     row = next(r for r in doc["results"] if r["metric"] == "latency_p50_ms")
     assert row["status"] == "fail" and row["lower"] > 1e-6
-    # the first planned look (three harness processes), then three fresh ones that confirm the fail
-    assert doc["gate"]["batches"] == 6 and "confirmed by 3 fresh batch(es)" in doc["reason"]
+    # a planned look saw the fail (normally the first, at three harness processes; the next one when
+    # those three spread so widely that the lower bound reached 0: seen once in CI, 8 batches), then
+    # three fresh batches confirmed it
+    gate = doc["gate"]
+    assert gate["batches"] - 3 in gate["settings"]["looks"][:2]
+    assert "confirmed by 3 fresh batch(es)" in doc["reason"]
 
 
 def test_exact_budget_broken_junit_failure(work, model_path, capsys):

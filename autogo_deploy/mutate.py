@@ -183,18 +183,22 @@ def apply(
         model = graph.splice(names, new_seg, b_ins, b_outs)
         spliced_params = sum(math.prod(t.dims) for t in model.graph.initializer)
         old_nodes = {n.name for n in graph.nodes}
-        twins = merge_duplicate_nodes(model, {n.name for n in model.graph.node} - old_nodes)
-        relus = drop_redundant_relus(model, {n.name for n in model.graph.node} - old_nodes)
-        merged = merge_batchnorm_chains(model, {n.name for n in model.graph.node} - old_nodes)
+
+        def new_nodes() -> set[str]:  # each rewrite may remove nodes: asked again each time
+            return {n.name for n in model.graph.node} - old_nodes
+
+        twins = merge_duplicate_nodes(model, new_nodes())
+        relus = drop_redundant_relus(model, new_nodes())
+        merged = merge_batchnorm_chains(model, new_nodes())
         # onnx.shape_inference.infer_shapes without its last step: the C++ pass returns the inferred
         # model's bytes, which are kept for verify() (serializing a ResNet-50 again costs ~85 ms)
         data = shape_inference_c.infer_shapes(model.SerializeToString(), False, True, False)
         model = onnx.load_from_string(data)
-        zeros = fold_zero_branches(model, {n.name for n in model.graph.node} - old_nodes)
+        zeros = fold_zero_branches(model, new_nodes())
         if zeros:  # the folded graph's shapes, inferred again (only mutants with a zero branch)
             # a bypassed `y + 0` can leave ReLU(y) with y >= 0 (a block's ReLU after its Add)
             rewired = set().union(*(z["rewired"] for z in zeros))
-            relus += drop_redundant_relus(model, ({n.name for n in model.graph.node} - old_nodes) | rewired)
+            relus += drop_redundant_relus(model, new_nodes() | rewired)
             data = shape_inference_c.infer_shapes(model.SerializeToString(), False, True, False)
             model = onnx.load_from_string(data)
     except Exception as exc:  # splice/inference failure on a resolved plan is a rejection, recorded

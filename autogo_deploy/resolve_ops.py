@@ -80,7 +80,8 @@ def normalise(segment: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(model, strict_mode=True)
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape, for the graph's inputs, value_info and outputs whose dims all have values."""
     out = {}
     g = model.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
@@ -99,7 +100,7 @@ class Segment:
         self.consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
         self.inputs = [vi.name for vi in g.input if vi.name not in self.consts]
         self.outputs = [vi.name for vi in g.output]
-        self.src = _shapes(model)
+        self.src = static_shapes(model)
         if not g.node:
             raise Unsupported("replacement has no nodes")
         acts = set(self.inputs)

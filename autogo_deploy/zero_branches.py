@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from autogo_deploy.resolve_ops import static_shapes
 from autogo_deploy.simplify import _affine, _bypass, _drop_unused_initializers
 
 MAX_CONST_BYTES = 8 << 20  # a full-size constant this big is kept as the branch that computes it
@@ -42,23 +43,13 @@ _NOT_FOLDABLE = frozenset(
 )  # fmt: skip
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, tuple]:
-    """Tensor name -> static shape (dims without a value as None), from the inferred value_info."""
-    out = {}
-    for v in [*model.graph.value_info, *model.graph.output, *model.graph.input]:
-        if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
-            dims = v.type.tensor_type.shape.dim
-            out[v.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
-    return out
-
-
 class _Graph:
     """Lookups over one state of the graph."""
 
     def __init__(self, model: onnx.ModelProto):
         self.model, self.g = model, model.graph
         self.inits = {t.name: t for t in self.g.initializer}
-        self.shapes = _shapes(model)
+        self.shapes = static_shapes(model)
         self.readers: dict[str, list[onnx.NodeProto]] = {}
         for n in self.g.node:
             for name in n.input:
@@ -70,7 +61,7 @@ class _Graph:
         if node.op_type != "Mul" or node.domain not in ("", "ai.onnx") or len(node.input) != 2:
             return False
         shape = self.shapes.get(node.output[0])
-        if not shape or None in shape:
+        if not shape:
             return False
         consts = [self.inits.get(i) for i in node.input]
         zero = any(
@@ -140,6 +131,8 @@ def fold_zero_branches(model: onnx.ModelProto, new_nodes: set[str]) -> list[dict
     an earlier mutation left folds once a later one touches it). Module docstring. Returns one
     record per folded region: its seed, the nodes removed, how its values were given to their
     readers, and the nodes that read another tensor now (`rewired`)."""
+    if not any(n.op_type == "Mul" for n in model.graph.node):  # most mutants: nothing to look at
+        return []
     graph_outputs = {o.name for o in model.graph.output}
     folded: list[dict] = []
     tried: set[str] = set()
@@ -220,7 +213,7 @@ def _broadcasts(gr: _Graph, reader: onnx.NodeProto, k: int) -> bool:
     if reader.op_type not in _BROADCASTING or len(reader.input) != 2 or reader.domain not in ("", "ai.onnx"):
         return False
     out = gr.shapes.get(reader.output[0])
-    return bool(out) and None not in out and gr.shapes.get(reader.input[1 - k]) == out
+    return bool(out) and gr.shapes.get(reader.input[1 - k]) == out
 
 
 def _absorb(gr: _Graph, add: onnx.NodeProto, k: int, c: np.ndarray, graph_outputs) -> set[str] | None:

@@ -81,6 +81,13 @@ class Candidate:
         """Whether the model's bytes are kept (in memory or in the spill file)."""
         return bool(self._memory) or self.spill_path is not None
 
+    @property
+    def nbytes(self) -> int:
+        """Size of the kept model (0 once released), without reading a spill file."""
+        if self._memory:
+            return len(self._memory)
+        return self.spill_path.stat().st_size if self.spill_path is not None else 0
+
     def spill(self, folder: Path) -> None:
         """Move the bytes to `folder/<cid>.onnx` (written once) and drop them from memory."""
         if self.spill_path is None:

@@ -18,6 +18,7 @@ def test_spill_moves_the_bytes_to_a_file_and_reads_them_back(tmp_path):
     assert c.spill_path == tmp_path / f"{c.cid}.onnx" and c.spill_path.read_bytes() == b"x" * 1000
     assert c._memory == b""  # not kept in memory any more
     assert c.has_model and c.model_bytes == b"x" * 1000
+    assert c.nbytes == 1000  # the file's size, the same as in memory
     assert list(tmp_path.iterdir()) == [c.spill_path]  # no temporary file left behind
 
 
@@ -27,7 +28,7 @@ def test_releasing_a_spilled_candidate_removes_its_file(tmp_path):
     path = c.spill_path
     c.model_bytes = b""
     assert not c.has_model and c.spill_path is None and not path.exists()
-    assert c.model_bytes == b""
+    assert c.model_bytes == b"" and c.nbytes == 0
 
 
 def test_from_spill_and_json_never_carry_the_bytes(tmp_path):

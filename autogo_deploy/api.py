@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autogo_deploy.candidate import Candidate, candidate_id
-from autogo_deploy.constraints import DEFAULT_DEPTH_DROP, Budgets, check_objective, parse_budgets
+from autogo_deploy.constraints import (
+    DEFAULT_DEPTH_DROP,
+    DEFAULT_WIDTH_DROP,
+    Budgets,
+    check_objective,
+    parse_budgets,
+)
 from autogo_deploy.errors import InputError, MeasurementFailed
 from autogo_deploy.search import Search, SearchConfig, SearchResult
 
@@ -255,8 +261,9 @@ def optimize(
     if head_to_head_rounds < 0 or head_to_head_rounds == 1:
         raise InputError(f"--head-to-head takes 0 (off) or at least 2 rounds, got {head_to_head_rounds}")
     budgets = budgets if isinstance(budgets, Budgets) else parse_budgets(budgets)
-    if space is None:  # the accuracy head extrapolates outside NB201: a depth leash by default
+    if space is None:  # the accuracy head extrapolates outside NB201: depth and width leashes by default
         budgets = budgets.with_default("depth_drop", DEFAULT_DEPTH_DROP)
+        budgets = budgets.with_default("width_drop", DEFAULT_WIDTH_DROP)
     objective = check_objective(objective)
     tgt = load_target(target)
     ok, reason = tgt.available()
@@ -312,6 +319,9 @@ def optimize(
             spill=(spill_dir.name, int(spill_mb * 2**20)),
             widen_share=widen_share,
             min_depth=budgets.min_depth(baseline.depth),
+            width_leash=(baseline.widths, budgets.limits["width_drop"])
+            if "width_drop" in budgets.limits
+            else None,
             # a target with a cost model (npu-sim): every mutant costed there in the worker, ranked
             # by that instead of a prediction (Candidate.modeled)
             cost_model=tgt.options if modeled else None,
@@ -338,6 +348,7 @@ def optimize(
     baseline.predicted = scorer([baseline])[0]
     baseline.acc_delta = 0.0
     baseline.depth_drop = 0.0
+    baseline.width_drop = 0.0
     config = SearchConfig(
         objective=objective,
         generations=generations,

@@ -35,6 +35,8 @@ class Candidate:
     evaluator: float | None = None
     acc_delta: float | None = None
     depth_drop: float | None = None  # share of the input's depth this model lost (set by the search)
+    widths: dict = field(default_factory=dict)  # main-path width per resolution (width.py)
+    width_drop: float | None = None  # share of the input's main-path width lost (set by the search)
     spill_path: Path | None = field(default=None, repr=False)
     # the bytes are this tool's own checked output (the cleaned input, a verified mutant), so they
     # are parsed without validating again (graph.from_verified); never set for bytes read from a
@@ -64,6 +66,7 @@ class Candidate:
             "peak_mem_mb": self.peak_mem_mb,
             "acc_delta": self.acc_delta,
             "depth_drop": self.depth_drop,
+            "width_drop": self.width_drop,
         }
 
     def to_json(self) -> dict:

@@ -5,9 +5,9 @@
 Latency/energy/power are compared with measured values when a candidate was measured, predicted
 ones otherwise (and the report says which). `acc_drop` (percentage points, default 0) bounds the
 predicted accuracy loss against the input model. `depth_drop` (a share, e.g. 0.1) bounds how much of
-the input's depth (weighted layers on its longest path, counted exactly) a candidate may lose: a
-limit on how far from the input the search may go when the accuracy predictor is not trusted
-that far.
+the input's depth (weighted layers on its longest path, counted exactly) a candidate may lose, and
+`width_drop` how much narrower its main path may get (width.py): limits on how far from the input
+the search may go when the accuracy predictor is not trusted that far.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ BUDGET_KEYS = {
     "peak_mem_mb": "activation memory estimate (MB)",
     "acc_drop": "allowed predicted accuracy loss (percentage points)",
     "depth_drop": "allowed loss of depth (weighted layers on the longest path), as a share of the input's",
+    "width_drop": "allowed narrowing of the main path (per resolution), as a share of the input's width",
 }
 OBJECTIVES = ("latency", "energy", "macs", "accuracy")
 # acc_drop is judged with this slack (percentage points): the predictor computes in float32, so two
@@ -36,6 +37,11 @@ ACC_TOLERANCE_PP = 1e-4
 # Outside the NB201 space the accuracy head extrapolates and cannot see what removing layers costs,
 # so `optimize` keeps at least 90% of the input's depth unless told otherwise (--budget depth_drop=1)
 DEFAULT_DEPTH_DROP = 0.1
+# ... and cannot see what narrowing the main path costs (NB201/NB101 channel counts are fixed per
+# stage), so the narrowest tensor every input-output path passes through keeps at least half of the
+# input's width at each resolution unless told otherwise (--budget width_drop=1; width.py)
+DEFAULT_WIDTH_DROP = 0.5
+SHARE_KEYS = ("depth_drop", "width_drop")  # shares of the input's: 0 (none lost) to 1
 
 
 @dataclass
@@ -94,12 +100,12 @@ def parse_budgets(items: list[str] | None) -> Budgets:
                 number = float(value)
             except ValueError:
                 raise InputError(f"budget {key} needs a number, got {value!r}") from None
-            if number < 0 or (number == 0 and key not in ("acc_drop", "depth_drop")):
+            if number < 0 or (number == 0 and key not in ("acc_drop", *SHARE_KEYS)):
                 # a zero latency/energy/size limit can never be met: the whole search would run for
-                # nothing (acc_drop=0 and depth_drop=0 mean "none lost", and are fine)
+                # nothing (acc_drop=0, depth_drop=0 and width_drop=0 mean "none lost", and are fine)
                 raise InputError(f"budget {key} must be > 0, got {value!r}")
-            if key == "depth_drop" and number > 1:
-                raise InputError(f"budget depth_drop is a share of the input's depth (0 to 1), got {number}")
+            if key in SHARE_KEYS and number > 1:
+                raise InputError(f"budget {key} is a share of the input's (0 to 1), got {number}")
             limits[key] = number
     limits.setdefault("acc_drop", 0.0)
     return Budgets(limits)

@@ -21,19 +21,22 @@ from pathlib import Path
 import onnx
 
 from autogo_deploy.candidate import Candidate, candidate_id
+from autogo_deploy.constraints import Budgets
 from autogo_deploy.errors import InputError
+from autogo_deploy.width import width_drop
 
 _WORKER: dict = {}
 WIDEN_PIECES = 4  # a widened source segment spans at most this many BPE pieces
 
 
 def graph_stats(model: bytes | onnx.ModelProto) -> dict:
-    """MACs, params, estimated peak activation memory and depth (weighted layers on the longest
-    path). A ModelProto is taken as already checked
+    """MACs, params, estimated peak activation memory, depth (weighted layers on the longest
+    path) and main-path widths (width.py). A ModelProto is taken as already checked
     (a verified mutant, whose shapes are all inferred): it skips load()'s re-validation, which for a
     ResNet-50 costs ~1 s of serialising and checking per candidate; bytes go through load()."""
     from autogo_deploy.graph import Graph, load
     from autogo_deploy.report.structure import layer_structure
+    from autogo_deploy.width import main_path_widths
 
     g = Graph(model) if isinstance(model, onnx.ModelProto) else load(model, cleanup=False)
     t = g.totals()
@@ -42,6 +45,7 @@ def graph_stats(model: bytes | onnx.ModelProto) -> dict:
         "params": t["params"],
         "peak_mem_mb": _peak_mem_mb(g),
         "depth": layer_structure(g.model)["depth"],
+        "widths": main_path_widths(g.model),
     }
 
 
@@ -82,6 +86,7 @@ def _init_worker(
     max_macs_growth: float | None = None,
     min_depth: int | None = None,
     cost_model: dict | None = None,
+    width_leash: tuple[dict, float] | None = None,
 ) -> None:
     from autogo_deploy.segments.db import SegmentDB
 
@@ -93,6 +98,7 @@ def _init_worker(
     _WORKER["widen_share"] = float(widen_share)
     _WORKER["max_macs_growth"] = max_macs_growth
     _WORKER["min_depth"] = min_depth
+    _WORKER["width_leash"] = width_leash  # (the input's main-path widths, width_drop budget)
     _WORKER["rep_depth"] = {}  # replacement id -> weighted layers on its longest path
     _WORKER["npu"] = None
     _WORKER["cost_model"] = None
@@ -178,6 +184,9 @@ def _mutate_task(args: tuple) -> list[dict]:
         if floor and stats["depth"] < floor:  # infeasible under depth_drop: not worth a prediction
             rejections["depth"] = rejections.get("depth", 0) + 1
             continue
+        if _too_narrow(stats["widths"]):  # infeasible under width_drop: not worth a prediction either
+            rejections["width"] = rejections.get("width", 0) + 1
+            continue
         modeled = _modeled(m.model)
         cid = candidate_id(data)
         if spill is not None and len(data) >= spill[1]:
@@ -202,6 +211,16 @@ def _mutate_task(args: tuple) -> list[dict]:
         del m  # a VGG-16 mutant's ModelProto is 550 MB: not kept beside its bytes
         out.append({"model": data, "cid": cid, "change": change, "modeled": modeled, **stats})
     return out + [{"rejections": rejections}]
+
+
+def _too_narrow(widths: dict) -> bool:
+    """Whether a mutant's main path narrowed more than the width_drop budget allows (judged exactly
+    as the search judges it: Budgets.violations)."""
+    leash = _WORKER.get("width_leash")
+    if not leash:
+        return False
+    base, limit = leash
+    return bool(Budgets({"width_drop": limit}).violations({"width_drop": width_drop(base, widths)}))
 
 
 def _modeled(model) -> dict | None:
@@ -249,6 +268,7 @@ class GraphProposer:
         max_macs_growth: float | None = None,
         min_depth: int | None = None,
         cost_model: dict | None = None,
+        width_leash: tuple[dict, float] | None = None,
     ):
         """cost_targets: the MILP cost targets a mutation draws from (see mutate.apply);
         macs_per_param: what a weight costs in MACs on the target (Target.macs_per_param), which
@@ -263,7 +283,9 @@ class GraphProposer:
         `Budgets.min_depth`): replacements that cannot keep it are skipped before the MILP, and
         mutants below it are dropped instead of being scored (None: no floor); cost_model: the npu-sim
         target's options: every mutant is then costed by the target's cost model in the worker
-        (`Candidate.modeled`), so the search ranks it by that figure instead of a prediction."""
+        (`Candidate.modeled`), so the search ranks it by that figure instead of a prediction;
+        width_leash = (the input's main-path widths, the width_drop budget): mutants whose main path
+        narrows further are dropped instead of being scored (width.py; None: no leash)."""
         if not 0.0 <= widen_share <= 1.0:
             raise InputError(f"widen share must be in [0, 1], got {widen_share}")
         self.spill = (str(spill[0]), int(spill[1])) if spill else None
@@ -284,6 +306,7 @@ class GraphProposer:
             max_macs_growth,
             min_depth,
             cost_model,
+            width_leash,
         )
         if self.jobs > 1:
             self._pool = ProcessPoolExecutor(self.jobs, initializer=_init_worker, initargs=init)
@@ -330,6 +353,7 @@ class GraphProposer:
                     "params": item["params"],
                     "peak_mem_mb": item["peak_mem_mb"],
                     "depth": item["depth"],
+                    "widths": item["widths"],
                     "modeled": item["modeled"],
                     "verified": True,  # mutate.apply verified it (Mutant.verify)
                 }

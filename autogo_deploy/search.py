@@ -20,6 +20,7 @@ from pathlib import Path
 
 from autogo_deploy.candidate import Candidate
 from autogo_deploy.constraints import Budgets
+from autogo_deploy.width import width_drop
 
 COST_KEY = {"latency": "latency_ms", "energy": "energy_mj", "macs": "macs", "accuracy": "neg_acc"}
 
@@ -152,12 +153,15 @@ class Search:
         preds = self.score(fresh)
         base_acc = self.baseline.predicted.get("acc")
         base_depth = self.baseline.depth
+        base_widths = self.baseline.widths
         for c, p in zip(fresh, preds, strict=True):
             c.predicted = p
             if base_acc is not None and p.get("acc") is not None:
                 c.acc_delta = float(p["acc"]) - float(base_acc)
             if base_depth:
                 c.depth_drop = 1.0 - c.depth / base_depth
+            if base_widths:
+                c.width_drop = width_drop(base_widths, c.widths)
             self.pool[c.cid] = c
         return fresh
 

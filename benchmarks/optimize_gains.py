@@ -103,7 +103,8 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         model_source(model),
         target,
         budgets=[f"acc_drop={args.acc_drop}"]
-        + ([f"depth_drop={args.depth_drop}"] if args.depth_drop is not None else []),
+        + ([f"depth_drop={args.depth_drop}"] if args.depth_drop is not None else [])
+        + ([f"width_drop={args.width_drop}"] if args.width_drop is not None else []),
         objective=objective,
         generations=args.generations,
         population=args.population,
@@ -138,6 +139,8 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "emitted": best is not None,
         "acc_drop": args.acc_drop,
         "depth_drop_budget": res.budgets.limits.get("depth_drop"),  # the tool's default included
+        "width_drop_budget": res.budgets.limits.get("width_drop"),
+        "baseline_widths": base.widths,
         "baseline_depth": base.depth,
         "generations": args.generations,
         "generations_run": len(res.search.history),
@@ -183,6 +186,8 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
             predicted_acc_delta=best.acc_delta,
             depth=best.depth,
             depth_drop=best.depth_drop,
+            widths=best.widths,
+            width_drop=best.width_drop,
             changes=len(best.changes),
             change_log=[
                 {k: ch.get(k) for k in ("segment", "replacement", "n_nodes", "widened", "cost_target")}
@@ -344,6 +349,12 @@ def main() -> None:
         type=float,
         default=None,
         help="depth_drop budget (share); default: the tool's (constraints.DEFAULT_DEPTH_DROP), 1 lifts it",
+    )
+    ap.add_argument(
+        "--width-drop",
+        type=float,
+        default=None,
+        help="width_drop budget (share); default: the tool's (constraints.DEFAULT_WIDTH_DROP), 1 lifts it",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--nb201-ground-truth", action="store_true")

@@ -446,3 +446,22 @@ def test_children_carrying_the_targets_cost_model_are_ranked_by_it():
     assert len(measured) < len(measured_blind)
     # in the loop: the input and measure_top per generation; then the final front
     assert len(measured) <= 1 + 4 * 2 + len(ranked.front)
+
+
+def test_width_drop_budget_keeps_the_main_path_wide():
+    """A mutant whose main path narrowed more than width_drop allows is never measured or emitted
+    (here a candidate's main-path width is its value; the input's is 100)."""
+
+    def narrowing(parent, rng, n):
+        kids = proposer(parent, rng, n)
+        for c in kids:
+            c.widths = {"8x8": _value(c)}
+        return kids
+
+    s, measured = make(budgets=("acc_drop=0", "width_drop=0.3"), generations=8, propose=narrowing)
+    s.baseline.widths = {"8x8": 100}
+    r = s.run()
+    narrow = [c for c in s.pool.values() if c.width_drop is not None and c.width_drop > 0.3]
+    assert narrow  # the proposer made some
+    assert all(not c.measured for c in narrow) and min(measured) >= 70
+    assert r.best is not None and r.best.width_drop <= 0.3 and _value(r.best) >= 70

@@ -19,7 +19,7 @@ def optimize(
         typer.Option(
             "--budget",
             "-b",
-            help="KEY=VALUE: latency_ms energy_mj power_w params macs peak_mem_mb acc_drop depth_drop",
+            help="KEY=VALUE: latency_ms energy_mj power_w params macs peak_mem_mb acc_drop depth_drop width_drop",
         ),
     ] = None,
     objective: Annotated[str, typer.Option(help="latency | energy | macs | accuracy")] = "latency",

@@ -19,8 +19,10 @@ EXTRAPOLATED = (
     "the predicted accuracy change is an extrapolation: the accuracy head learnt from NAS-Bench cell "
     "networks, and this network is not one (only --space nb201 stays inside them); on zoo networks its "
     "ordering is wrong (it predicts ResNet-18 above ResNet-101 above ResNet-50), so it cannot see what "
-    "removing layers costs. That is why at most 10% of the input's depth may go by default (depth_drop=0.1); "
-    "--budget depth_drop=0 keeps all of it, and --evaluator scores candidates on your own data"
+    "removing layers costs, nor what narrowing the main path costs (its training networks have fixed "
+    "widths). That is why at most 10% of the input's depth may go by default (depth_drop=0.1) and the "
+    "main path keeps at least half its width at every resolution (width_drop=0.5); --budget "
+    "depth_drop=0 width_drop=0 keeps all of both, and --evaluator scores candidates on your own data"
 )
 
 
@@ -36,6 +38,8 @@ def _cand(c, key: str) -> dict:
         "peak_mem_mb_estimate": round(c.peak_mem_mb, 3),
         "depth": c.depth,
         "depth_drop": c.depth_drop,
+        "main_path_widths": c.widths or None,  # narrowest main-path channels per resolution (width.py)
+        "width_drop": c.width_drop,
         "measured": m or None,
         "modeled": c.modeled,  # the target's cost model run by the proposer (npu-sim), else None
         "predicted": c.predicted,

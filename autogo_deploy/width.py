@@ -19,12 +19,16 @@ import onnx
 
 from autogo_deploy.resolve_ops import static_shapes
 
+WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
 
 def main_path_widths(model: onnx.ModelProto) -> dict[str, int]:
-    """'HxW' -> the fewest channels of a 4-D main-path tensor at that resolution. A graph input
-    counts only at a resolution where no other main-path tensor is (the image's 3 channels would
-    otherwise be the floor where a network's first features live, NB201's 16 at 32x32). Shapes come
-    from the model's value_info (inferred here when it has none)."""
+    """'HxW' -> the fewest channels of a 4-D main-path *feature* tensor at that resolution: one
+    computed by a weighted layer (Conv, ConvTranspose, Gemm, MatMul) or downstream of one. The
+    image and its preprocessing (EDSR's mean shift) count only at a resolution where no feature
+    tensor is on the main path: their 3 channels would otherwise be the floor where a network's
+    first features live (NB201's 16 at 32x32, EDSR's 64 at its input size). Shapes come from the
+    model's value_info (inferred here when it has none)."""
     g = model.graph
     if not g.value_info and g.node:
         model = onnx.shape_inference.infer_shapes(model)
@@ -33,12 +37,17 @@ def main_path_widths(model: onnx.ModelProto) -> dict[str, int]:
     consts = {t.name for t in g.initializer}
     sources = [vi.name for vi in g.input if vi.name not in consts]
     sinks = {vi.name for vi in g.output}
-    # forward: paths from any graph input to each tensor (nodes come in topological order)
+    # forward: paths from any graph input to each tensor (nodes come in topological order), and
+    # which tensors are features (a weighted layer at or above them)
     fwd: dict[str, int] = dict.fromkeys(sources, 1)
+    feature: set[str] = set()
     for node in g.node:
         n = sum(fwd.get(t, 0) for t in node.input if t)
+        is_feature = node.op_type in WEIGHTED or any(t in feature for t in node.input)
         for t in node.output:
             fwd[t] = n
+            if is_feature:
+                feature.add(t)
     # backward: paths from each tensor to any graph output
     bwd: dict[str, int] = dict.fromkeys(sinks, 1)
     for node in reversed(g.node):
@@ -48,17 +57,17 @@ def main_path_widths(model: onnx.ModelProto) -> dict[str, int]:
                 if t and t not in consts:
                     bwd[t] = bwd.get(t, 0) + n
     total = sum(fwd.get(t, 0) for t in sinks)
-    inner: dict[str, int] = {}
-    at_inputs: dict[str, int] = {}
+    features: dict[str, int] = {}
+    others: dict[str, int] = {}
     if not total:
-        return inner
+        return features
     for t, f in fwd.items():
         shape = shapes.get(t)
         if f and len(shape or ()) == 4 and f * bwd.get(t, 0) == total:
-            widths = at_inputs if t in sources else inner
+            widths = features if t in feature else others
             key = f"{shape[2]}x{shape[3]}"
             widths[key] = min(widths.get(key, shape[1]), shape[1])
-    return at_inputs | inner
+    return others | features
 
 
 def width_drop(base: dict[str, int], cand: dict[str, int]) -> float:

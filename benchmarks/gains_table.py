@@ -45,8 +45,8 @@ def _order(row: dict) -> tuple:
 def render(rows: list[dict]) -> str:
     head = (
         "| model | target | mode | objective | generations | emitted | latency | energy | MACs "
-        "| pred. acc Δ (pp) | depth | wall | peak RSS | tag |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| pred. acc Δ (pp) | depth | main-path width | wall | peak RSS | tag |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in sorted(rows, key=_order):
@@ -56,6 +56,14 @@ def render(rows: list[dict]) -> str:
         canon = r.get("canonical_check") or {}
         left = sum((canon.get("rewrites") or {}).values())
         depth = "—" if r.get("depth") is None else f"{r['depth']}/{r.get('baseline_depth', '?')}"
+        narrowed = r.get("width_drop")
+        width = (
+            "—"
+            if narrowed is None or not emitted
+            else "0%"
+            if narrowed < 0.005
+            else f"{-100 * narrowed:.0f}%"
+        )
         cells = [
             r["model"],
             r["target"],
@@ -68,6 +76,7 @@ def render(rows: list[dict]) -> str:
             _pct(r.get("macs_change")) if emitted else "—",
             "—" if acc is None or not emitted else f"{acc:+.2f}",
             depth,
+            width,
             f"{r['wall_s']:.0f} s",
             f"{r['peak_rss_mb'] / 1000:.1f} GB",
             r.get("tag") or "—",

@@ -24,7 +24,7 @@ ROWS = [
     _row(
         "resnet50", "ort-cpu", "autogo", "t", objective="latency", generations_run=60, emitted=True,
         latency_change=-0.25, energy_change=-0.24, macs_change=-0.3, predicted_acc_delta=0.12,
-        depth=45, baseline_depth=50,
+        depth=45, baseline_depth=50, width_drop=0.75,
         head_to_head={"latency_change": -0.301, "latency_ratio_ci95": [0.686, 0.711]},
         canonical_check={"rewrites": {"dropped_relus": 0, "folded_zero_branches": 2}},
     ),
@@ -45,9 +45,9 @@ def test_rows_ordered_by_model_target_mode_and_shown_as_recorded():
     assert cleanup[4] == "—" and cleanup[6] == "+0.2%"
     assert autogo[4] == "60" and autogo[5] == "yes (2 left to canonicalise)"
     assert autogo[6] == "-25.0% (h2h -30.1%, CI -31.4%..-28.9%)"
-    assert autogo[7:11] == ["-24.0%", "-30.0%", "+0.12", "45/50"]
+    assert autogo[7:12] == ["-24.0%", "-30.0%", "+0.12", "45/50", "-75%"]
     assert edsr[5] == "no" and edsr[6:10] == ["—"] * 4
-    assert autogo[11:] == ["12 s", "2.5 GB", "t"]
+    assert autogo[12:] == ["12 s", "2.5 GB", "t"]
 
 
 def _main(monkeypatch, *argv: str) -> None:

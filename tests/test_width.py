@@ -54,6 +54,9 @@ def test_zoo_networks():
     # the image counts only where no feature map lives: NB201's stem output (16) is the floor at 32x32
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
     assert main_path_widths(zoo.nb201(arch)) == {"32x32": 16, "16x16": 32, "8x8": 64, "1x1": 64}
+    # ... and so does its preprocessing: EDSR's mean shift (3 channels) is not the floor at 64x64,
+    # its head convolution's 64 channels are (the body sits in a global residual: not main path)
+    assert main_path_widths(zoo.build("edsr")) == {"64x64": 64, "128x128": 3}
 
 
 def test_width_drop_is_the_worst_shared_resolution():

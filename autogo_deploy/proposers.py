@@ -23,7 +23,7 @@ import onnx
 from autogo_deploy.candidate import Candidate, candidate_id
 from autogo_deploy.constraints import Budgets
 from autogo_deploy.errors import InputError
-from autogo_deploy.width import width_drop
+from autogo_deploy.width import main_path_widths, width_drop
 
 _WORKER: dict = {}
 WIDEN_PIECES = 4  # a widened source segment spans at most this many BPE pieces
@@ -36,7 +36,6 @@ def graph_stats(model: bytes | onnx.ModelProto) -> dict:
     ResNet-50 costs ~1 s of serialising and checking per candidate; bytes go through load()."""
     from autogo_deploy.graph import Graph, load
     from autogo_deploy.report.structure import layer_structure
-    from autogo_deploy.width import main_path_widths
 
     g = Graph(model) if isinstance(model, onnx.ModelProto) else load(model, cleanup=False)
     t = g.totals()

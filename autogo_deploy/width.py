@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import onnx
 
+from autogo_deploy.depth import WEIGHTED
 from autogo_deploy.resolve_ops import static_shapes
-
-WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 
 def main_path_widths(model: onnx.ModelProto) -> dict[str, int]:

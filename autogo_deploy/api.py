@@ -231,6 +231,7 @@ def optimize(
     segment_weight: str = "macs",
     escape_after: int | None = None,
     widen_share: float = 0.0,
+    graft: int = 0,
     model_mutants: bool = True,
     spill_mb: float = 256.0,
     time_limit_s: float | None = None,
@@ -254,7 +255,8 @@ def optimize(
     from autogo_deploy.backends.npu_sim import fast_stand_in
     from autogo_deploy.graph import load
     from autogo_deploy.measure import measure
-    from autogo_deploy.proposers import GraphProposer, NB201Proposer, graph_stats
+    from autogo_deploy.nb201_proposer import NB201Proposer
+    from autogo_deploy.proposers import GraphProposer, graph_stats
     from autogo_deploy.target import load_target
 
     status = on_status or (lambda _msg: None)
@@ -279,6 +281,8 @@ def optimize(
         raise InputError(f"--escape-after takes a number of generations >= 1, got {escape_after}")
     if not 0.0 <= widen_share <= 1.0:
         raise InputError(f"--widen-share takes a share in [0, 1], got {widen_share}")
+    if graft < 0:
+        raise InputError(f"--graft takes a number of grafts per generation >= 0, got {graft}")
     from autogo_deploy.segment_weights import resolve_mode
 
     weigh_by = resolve_mode(segment_weight, tgt.backend)
@@ -325,6 +329,7 @@ def optimize(
             # a target with a cost model (npu-sim): every mutant costed there in the worker, ranked
             # by that instead of a prediction (Candidate.modeled)
             cost_model=tgt.options if modeled else None,
+            graft=graft > 0,
         )
     # measure-in-the-loop uses a shorter time cap than `profile` (the ±1% goal still stops it earlier)
     overrides = {"time_cap_s": min(10.0, float(tgt.protocol.get("time_cap_s", 10.0)))}
@@ -357,6 +362,7 @@ def optimize(
         measure_top_exact=measure_top_exact,
         parent_share=parent_share,
         escape_after=escape_after,
+        graft=graft if space is None else 0,
         time_limit_s=time_limit_s,
         seed=seed,
         strategy=strategy,
@@ -371,6 +377,7 @@ def optimize(
         evaluator=(lambda c: run_evaluator(evaluator, c.model_bytes)) if evaluator else None,
         on_generation=on_generation,
         checkpoint=checkpoint,
+        grafter=getattr(proposer, "graft", None),
     )
     if resume:
         if checkpoint is None:

@@ -42,6 +42,9 @@ class Candidate:
     # are parsed without validating again (graph.from_verified); never set for bytes read from a
     # user's file (a checkpoint folder included)
     verified: bool = field(default=False, repr=False)
+    # what this mutant changed of its parent (graft.to_bytes), while the search decides whether its
+    # library keeps it; not part of the record
+    delta: bytes | None = field(default=None, repr=False)
 
     def cost(self, key: str, scale: float = 1.0) -> float | None:
         """Measured value when there is one, else the cost model's, else the (rescaled) prediction."""
@@ -75,7 +78,7 @@ class Candidate:
         return {
             f.name: copy.deepcopy(getattr(self, f.name))
             for f in fields(self)
-            if f.name not in ("model_bytes", "spill_path", "verified")
+            if f.name not in ("model_bytes", "spill_path", "verified", "delta")
         }
 
     # ---- where the bytes live ---------------------------------------------------------------

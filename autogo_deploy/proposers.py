@@ -6,9 +6,9 @@
   Optionally (`widen_share`) a drawn S is first grown over neighbouring pieces, so that one
   mutation can replace a whole residual branch by a short segment.
   Work is spread over the machine's cores; every returned candidate is a verified valid model.
-- `NB201Proposer`: mutations restricted to those that keep an NB201 cell network (one cell edge's
-  operation is replaced by another NB201 operation, in every cell), so every result maps to an
-  arch string whose true accuracy is known from the benchmark tables.
+  With `graft=True` each mutant also carries its delta (graft.py), and `GraphProposer.graft`
+  replays the deltas of mutants found elsewhere in the search onto a parent.
+- `NB201Proposer` (nb201_proposer.py): mutations that keep an NB201 cell network.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import onnx
 
+from autogo_deploy import graft
 from autogo_deploy.candidate import Candidate, candidate_id
 from autogo_deploy.constraints import Budgets
 from autogo_deploy.errors import InputError
@@ -86,6 +87,7 @@ def _init_worker(
     min_depth: int | None = None,
     cost_model: dict | None = None,
     width_leash: tuple[dict, float] | None = None,
+    graft: bool = False,
 ) -> None:
     from autogo_deploy.segments.db import SegmentDB
 
@@ -98,6 +100,7 @@ def _init_worker(
     _WORKER["max_macs_growth"] = max_macs_growth
     _WORKER["min_depth"] = min_depth
     _WORKER["width_leash"] = width_leash  # (the input's main-path widths, width_drop budget)
+    _WORKER["graft"] = graft  # each mutant carries its delta (graft.py)
     _WORKER["rep_depth"] = {}  # replacement id -> weighted layers on its longest path
     _WORKER["npu"] = None
     _WORKER["cost_model"] = None
@@ -178,24 +181,6 @@ def _mutate_task(args: tuple) -> list[dict]:
         if not isinstance(m, mutate.Mutant):
             rejections[m.stage] = rejections.get(m.stage, 0) + 1
             continue
-        data = m.data  # the bytes mutate.apply verified
-        stats = graph_stats(m.model)  # verified by mutate.apply: no second load
-        if floor and stats["depth"] < floor:  # infeasible under depth_drop: not worth a prediction
-            rejections["depth"] = rejections.get("depth", 0) + 1
-            continue
-        if _too_narrow(stats["widths"]):  # infeasible under width_drop: not worth a prediction either
-            rejections["width"] = rejections.get("width", 0) + 1
-            continue
-        modeled = _modeled(m.model)
-        cid = candidate_id(data)
-        if spill is not None and len(data) >= spill[1]:
-            # big models go to the run's spill folder as files, not through the process pipe
-            path = Path(spill[0]) / f"{cid}.onnx"
-            if not path.exists():
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(data)
-                tmp.replace(path)
-            data = str(path)
         change = {
             "segment": occ.segment_id if occ.segment_id is not None else f"unseen:{occ.hash[:10]}",
             "replacement": rep.id,
@@ -207,8 +192,71 @@ def _mutate_task(args: tuple) -> list[dict]:
             "inherited_param_share": m.inherited_param_share,
             "detail": m.changes,
         }
+        item = _finish(m.model, m.data, change, spill, rejections, floor)
+        if item is not None:
+            item["delta"] = graft.to_bytes(graft.delta(g.model, m.model)) if _WORKER.get("graft") else None
+            out.append(item)
         del m  # a VGG-16 mutant's ModelProto is 550 MB: not kept beside its bytes
-        out.append({"model": data, "cid": cid, "change": change, "modeled": modeled, **stats})
+    return out + [{"rejections": rejections}]
+
+
+def _finish(model, data: bytes, change: dict, spill, rejections: dict, floor: int | None) -> dict | None:
+    """A verified model (`data`: its bytes) as the item handed back to the search: its statistics, its
+    cost-model figures and id, big ones spilled to a file; None (a rejection counted) when it breaks
+    the depth or width budget, so it is not worth a prediction."""
+    stats = graph_stats(model)  # verified: no second load
+    if floor and stats["depth"] < floor:
+        rejections["depth"] = rejections.get("depth", 0) + 1
+        return None
+    if _too_narrow(stats["widths"]):
+        rejections["width"] = rejections.get("width", 0) + 1
+        return None
+    modeled = _modeled(model)
+    cid = candidate_id(data)
+    if spill is not None and len(data) >= spill[1]:
+        # big models go to the run's spill folder as files, not through the process pipe
+        path = Path(spill[0]) / f"{cid}.onnx"
+        if not path.exists():
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        data = str(path)
+    return {"model": data, "cid": cid, "change": change, "modeled": modeled, **stats}
+
+
+def _graft_task(args: tuple) -> list[dict]:
+    """Replay library deltas (graft.Entry) onto a parent: each result is checked like a mutant (onnx
+    checker, shape inference, onnxruntime) and finished the same way."""
+    parent, verified, entries, seed, spill = args
+    parent_bytes = Path(parent).read_bytes() if isinstance(parent, str) else parent
+    from onnx.shape_inference import C as shape_inference_c
+
+    from autogo_deploy.graph import from_verified, load
+    from autogo_deploy.mutate import io_signature, verify_model
+
+    g = from_verified(parent_bytes) if verified else load(parent_bytes, cleanup=False)
+    del parent_bytes
+    io = io_signature(g.model)
+    out: list[dict] = []
+    rejections: dict[str, int] = {}
+    for source, delta_bytes, change in entries:
+        model = graft.graft(g.model, graft.from_bytes(delta_bytes))
+        if isinstance(model, str):
+            rejections["graft conflict"] = rejections.get("graft conflict", 0) + 1
+            continue
+        try:
+            data = shape_inference_c.infer_shapes(model.SerializeToString(), False, True, False)
+            model = onnx.load_from_string(data)
+        except Exception:
+            model = None
+        if model is None or verify_model(model, io, seed=seed, data=data) is not None:
+            rejections["graft verify"] = rejections.get("graft verify", 0) + 1
+            continue
+        item = _finish(
+            model, data, change | {"grafted_from": source}, spill, rejections, _WORKER.get("min_depth")
+        )
+        if item is not None:
+            out.append(item | {"delta": None})
     return out + [{"rejections": rejections}]
 
 
@@ -268,6 +316,7 @@ class GraphProposer:
         min_depth: int | None = None,
         cost_model: dict | None = None,
         width_leash: tuple[dict, float] | None = None,
+        graft: bool = False,
     ):
         """cost_targets: the MILP cost targets a mutation draws from (see mutate.apply);
         macs_per_param: what a weight costs in MACs on the target (Target.macs_per_param), which
@@ -284,7 +333,9 @@ class GraphProposer:
         target's options: every mutant is then costed by the target's cost model in the worker
         (`Candidate.modeled`), so the search ranks it by that figure instead of a prediction;
         width_leash = (the input's main-path widths, the width_drop budget): mutants whose main path
-        narrows further are dropped instead of being scored (width.py; None: no leash)."""
+        narrows further are dropped instead of being scored (width.py; None: no leash);
+        graft: every mutant carries its delta to its parent (`Candidate.delta`, graft.py), so the
+        search can replay it elsewhere (`GraphProposer.graft`)."""
         if not 0.0 <= widen_share <= 1.0:
             raise InputError(f"widen share must be in [0, 1], got {widen_share}")
         self.spill = (str(spill[0]), int(spill[1])) if spill else None
@@ -306,6 +357,7 @@ class GraphProposer:
             min_depth,
             cost_model,
             width_leash,
+            graft,
         )
         if self.jobs > 1:
             self._pool = ProcessPoolExecutor(self.jobs, initializer=_init_worker, initargs=init)
@@ -334,6 +386,24 @@ class GraphProposer:
         results = (
             list(self._pool.map(_mutate_task, tasks)) if self._pool else [_mutate_task(t) for t in tasks]
         )
+        return self._collect(results, parent)
+
+    def graft(self, parent: Candidate, entries: list, rng: random.Random) -> list[Candidate]:
+        """`parent` with each library entry's delta replayed on it (graft.Library.pick), one model per
+        entry that applies; the work is spread over the workers like mutations."""
+        if not entries:
+            return []
+        source = str(parent.spill_path) if parent.spill_path else parent.model_bytes
+        seed = rng.randrange(2**31)
+        groups = [entries[k :: self.jobs] for k in range(min(self.jobs, len(entries)))]
+        tasks = [
+            (source, parent.verified, [(e.source, e.data, e.change) for e in group], seed, self.spill)
+            for group in groups
+        ]
+        results = list(self._pool.map(_graft_task, tasks)) if self._pool else [_graft_task(t) for t in tasks]
+        return self._collect(results, parent)
+
+    def _collect(self, results: list[list[dict]], parent: Candidate) -> list[Candidate]:
         out = []
         for chunk in results:
             for item in chunk:
@@ -354,63 +424,12 @@ class GraphProposer:
                     "depth": item["depth"],
                     "widths": item["widths"],
                     "modeled": item["modeled"],
-                    "verified": True,  # mutate.apply verified it (Mutant.verify)
+                    "verified": True,  # mutate.apply or the graft task verified it
                 }
                 if isinstance(data, str):  # spilled by the worker
-                    out.append(Candidate.from_spill(Path(data), **fields))
+                    c = Candidate.from_spill(Path(data), **fields)
                 else:
-                    out.append(Candidate(model_bytes=data, **fields))
+                    c = Candidate(model_bytes=data, **fields)
+                c.delta = item.get("delta")
+                out.append(c)
         return out
-
-
-# ---- NB201-restricted proposer --------------------------------------------------------------------
-class NB201Proposer:
-    def __init__(self, *, num_classes: int = 10, input_size: int = 32, seed: int = 0):
-        self.num_classes = num_classes
-        self.input_size = input_size
-        self.seed = seed
-        self.accepted = 0
-        self.rejections: dict[str, int] = {}
-
-    def build(self, arch: str, parent: str | None, changes: list[dict]) -> Candidate:
-        from autogo_deploy import zoo
-
-        model = zoo.nb201(arch, num_classes=self.num_classes, input_size=self.input_size, seed=self.seed)
-        data = model.SerializeToString()
-        return Candidate(
-            cid=candidate_id(data),
-            model_bytes=data,
-            parent=parent,
-            generation=0,
-            changes=changes,
-            arch=arch,
-            **graph_stats(data),
-        )
-
-    def __call__(self, parent: Candidate, rng: random.Random, n: int) -> list[Candidate]:
-        from autogo_deploy.zoo.nb201 import EDGES, OPS, arch_string, parse_arch
-
-        ops = list(parse_arch(parent.arch))
-        out, seen = [], set()
-        attempts = 0
-        while len(out) < n and attempts < 10 * n:
-            attempts += 1
-            edge = rng.randrange(len(EDGES))
-            new_op = rng.choice([o for o in OPS if o != ops[edge]])
-            child = list(ops)
-            child[edge] = new_op
-            arch = arch_string(child)
-            if arch in seen:
-                continue
-            seen.add(arch)
-            change = {
-                "segment": f"cell edge {EDGES[edge][0]}->{EDGES[edge][1]}: {ops[edge]} (all 15 cells)",
-                "replacement": new_op,
-                "arch": arch,
-            }
-            out.append(self.build(arch, parent.cid, parent.changes + [change]))
-            self.accepted += 1
-        return out
-
-    def close(self) -> None:
-        pass

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autogo_deploy import graft
 from autogo_deploy.candidate import Candidate
 from autogo_deploy.constraints import Budgets
 from autogo_deploy.width import width_drop
@@ -51,6 +52,10 @@ class SearchConfig:
     # changes at once (a mutant of a mutant; the intermediate is not scored) until the best improves:
     # a step out of a local optimum that no single segment replacement leaves. None: never.
     escape_after: int | None = None
+    # Deltas of mutants that beat their parent, replayed on the front's cheapest member each
+    # generation (graft.py), at most this many, counted in the population; 0: off. Needs a proposer
+    # that hands out deltas and a grafter (GraphProposer with graft=True).
+    graft: int = 0
     time_limit_s: float | None = None
     seed: int = 0
     strategy: str = "pareto"  # or "random": same proposer and budget, random choice of what to measure
@@ -86,6 +91,7 @@ class Search:
         evaluator: Callable[[Candidate], float] | None = None,
         on_generation: Callable[[dict], None] | None = None,
         checkpoint: Path | None = None,
+        grafter: Callable[[Candidate, list, random.Random], list[Candidate]] | None = None,
     ):
         self.baseline = baseline
         self.propose = proposer
@@ -96,6 +102,8 @@ class Search:
         self.evaluator = evaluator
         self.on_generation = on_generation
         self.checkpoint = checkpoint
+        self.grafter = grafter
+        self.library = graft.Library()
         self.key = COST_KEY[config.objective]
         self.pool: dict[str, Candidate] = {baseline.cid: baseline}
         self.history: list[dict] = []
@@ -254,10 +262,20 @@ class Search:
                 continue
             for g in self.propose(child, rng, 1):
                 g.parent = parent.cid  # the intermediate is never admitted; its change stays listed
+                g.delta = None  # its delta is to the intermediate: not a change `parent` can replay
                 out.append(g)
             if child.cid not in self.pool:
                 child.model_bytes = b""  # the intermediate's bytes (and spill file) are not kept
         return out
+
+    def _grafts(self, recipient: Candidate, rng: random.Random, shares: list[int]) -> list[Candidate]:
+        """This generation's grafts onto the front's cheapest member (its share shrinks by as many):
+        the library's largest gains that apply to it and were not tried on it yet."""
+        if not (self.grafter and self.cfg.graft > 0 and self.cfg.strategy != "random" and shares):
+            return []
+        picks = self.library.pick_for(recipient, min(self.cfg.graft, shares[0]))
+        shares[0] -= len(picks)
+        return self.grafter(recipient, picks, rng) if picks else []
 
     def _measured_best(self) -> float:
         """The best measured objective so far (inf before anything was measured)."""
@@ -297,8 +315,8 @@ class Search:
                     pool = sorted((c for c in self.pool.values() if c.has_model), key=lambda c: c.cid)
                     parents = rng.sample(pool, min(len(pool), len(parents)))
                     share = "even"
-                proposals: list[Candidate] = []
                 shares = children_per_parent(len(parents), self.cfg.population, share)
+                proposals = self._grafts(parents[0], rng, shares)
                 compound = self._compound()
                 for parent, n in zip(parents, shares, strict=True):
                     if n:
@@ -307,6 +325,7 @@ class Search:
                 for c in proposals:
                     c.generation = gen + 1
                 fresh = self._admit(proposals)
+                self.library.offer_mutants(fresh, self.pool, self.key, self.feasible)
                 evaluated += len(fresh)
                 s = self.scale()
                 ok = [c for c in fresh if self.feasible(c)]

@@ -1,5 +1,6 @@
 """A search's checkpoint: `state.json` (config, history, the record of the front and of everything
-measured) beside the ONNX files of the candidates whose bytes the search keeps. No pickle; written
+measured, the graft library's entries) beside the ONNX files of the candidates whose bytes the search
+keeps and of the library's deltas (`graft-<id>.onnx`). No pickle; written
 atomically after every generation, so an interrupted run resumes from its last finished generation
 (`optimize --checkpoint DIR --resume`).
 """
@@ -11,10 +12,13 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
+
 from autogo_deploy.candidate import Candidate
 from autogo_deploy.errors import InputError
 
 VERSION = 1
+GRAFT = "graft-"  # file name prefix of the graft library's deltas
 
 
 def write(search, generation: int) -> None:
@@ -33,6 +37,12 @@ def write(search, generation: int) -> None:
             tmp = path.with_suffix(".onnx.tmp")
             tmp.write_bytes(search.pool[cid].model_bytes)
             tmp.replace(path)
+    for e in search.library.entries.values():  # the graft library's deltas, as ONNX (graft.to_bytes)
+        path = folder / f"{GRAFT}{e.source}.onnx"
+        if not path.exists():
+            tmp = path.with_suffix(".onnx.tmp")
+            tmp.write_bytes(e.data)
+            tmp.replace(path)
     state = {
         "version": VERSION,
         "generation": generation,
@@ -41,6 +51,7 @@ def write(search, generation: int) -> None:
         "history": search.history,
         "modeled_gaps": search.modeled_gaps,  # proposer's figure vs measurement, per measured candidate
         "candidates": [search.pool[cid].to_json() | {"model": cid in with_model} for cid in sorted(keep)],
+        "grafts": search.library.to_json(),
     }
     tmp = folder / "state.json.tmp"
     tmp.write_text(json.dumps(state, indent=1))
@@ -48,6 +59,9 @@ def write(search, generation: int) -> None:
     for path in folder.glob("*.onnx"):  # released since the last write (state.json no longer needs it)
         if path.stem in search.pool and path.stem not in with_model:  # only files this search wrote
             path.unlink(missing_ok=True)
+        source = path.stem.removeprefix(GRAFT)
+        if path.stem.startswith(GRAFT) and source in search.pool and source not in search.library.entries:
+            path.unlink(missing_ok=True)  # a delta the library let go
 
 
 def read(search, folder: Path) -> None:
@@ -75,8 +89,13 @@ def read(search, folder: Path) -> None:
                 search.baseline.measured = c.measured or search.baseline.measured
                 continue
             search.pool[c.cid] = c
+        grafts = state.get("grafts") or {"entries": [], "tried": []}
+        for e in grafts["entries"]:
+            data = (folder / f"{GRAFT}{e['source']}.onnx").read_bytes()
+            search.library.offer(e["source"], float(e["gain"]), data, e["change"])
+        search.library.tried = {(a, b) for a, b in grafts["tried"]}
         search.history = list(state.get("history", []))
         search.modeled_gaps = [float(x) for x in state.get("modeled_gaps", [])]
         search.start_generation = int(state["generation"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, DecodeError) as exc:
         raise InputError(f"checkpoint {folder} is unreadable: {exc}") from None

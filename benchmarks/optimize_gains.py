@@ -114,6 +114,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         segment_weight=args.segment_weight,
         escape_after=args.escape_after,
         widen_share=args.widen_share,
+        graft=args.graft,
         model_mutants=not args.no_model_mutants,
         time_limit_s=args.time_limit,
         seed=args.seed,
@@ -152,6 +153,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "segment_weight": res.proposer_stats.get("segment_weight"),
         "escape_after": args.escape_after,
         "widen_share": args.widen_share,
+        "graft": args.graft,
         "jobs": args.jobs,
         "seed": args.seed,
         "time_limit_s": args.time_limit,
@@ -191,6 +193,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
             changes=len(best.changes),
             change_log=[
                 {k: ch.get(k) for k in ("segment", "replacement", "n_nodes", "widened", "cost_target")}
+                | ({"grafted_from": ch["grafted_from"]} if ch.get("grafted_from") else {})
                 for ch in best.changes
             ],
             canonical_check=canonical_check(base.model_bytes, best.model_bytes),
@@ -329,6 +332,7 @@ def main() -> None:
     ap.add_argument("--segment-weight", default="macs", choices=("macs", "target"))
     ap.add_argument("--escape-after", type=int, default=None, help="SearchConfig.escape_after")
     ap.add_argument("--widen-share", type=float, default=0.0, help="GraphProposer widen_share")
+    ap.add_argument("--graft", type=int, default=0, help="SearchConfig.graft (grafts per generation)")
     ap.add_argument("--save-best", type=Path, default=None, help="write each emitted model into DIR")
     ap.add_argument(
         "--no-model-mutants",

@@ -60,6 +60,12 @@ def optimize(
             help="share of mutations whose source segment is first grown over neighbouring segments (0 to 1)"
         ),
     ] = 0.0,
+    graft: Annotated[
+        int,
+        typer.Option(
+            help="per generation, replay up to N changes that paid off elsewhere in the search on the best so far (0: off)"
+        ),
+    ] = 0,
     spill_mb: Annotated[
         float,
         typer.Option(help="mutants of at least this many MB wait in temporary files, not in memory"),
@@ -143,6 +149,7 @@ def optimize(
             segment_weight=segment_weight,
             escape_after=escape_after,
             widen_share=widen_share,
+            graft=graft,
             spill_mb=spill_mb,
             time_limit_s=time_limit,
             seed=seed,
@@ -223,6 +230,7 @@ def _render(doc: dict) -> None:
                     if ch.get("inherited_param_share") is not None
                     else ""
                 )
+                + ("  (grafted)" if ch.get("grafted_from") else "")
             )
         if doc["best"].get("arch"):
             out.print(f"  arch: {doc['best']['arch']}")

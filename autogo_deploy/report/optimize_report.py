@@ -233,6 +233,11 @@ def render_html(doc: dict) -> str:
                     if ch.get("inherited_param_share") is not None
                     else ""
                 )
+                + (
+                    f"; grafted from candidate {html.escape(str(ch['grafted_from']))} (found on another branch)"
+                    if ch.get("grafted_from")
+                    else ""
+                )
                 + "</li>"
             )
         changes = "<h2>Changes</h2><ol>" + "".join(items) + "</ol>"

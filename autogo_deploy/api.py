@@ -398,6 +398,14 @@ def optimize(
     if space is None:
         stats["segment_weight"] = weigh_by
         stats["mutants_modeled"] = modeled
+        stats["grafts"] = {
+            "per_generation": config.graft,
+            "library": len(search.library.entries),
+            "tried": len(search.library.tried),
+            "in_result": sum(
+                1 for ch in (result.best.changes if result.best else []) if ch.get("grafted_from")
+            ),
+        }
         if search.modeled_gaps:  # the proposer's figures against the measurements of the same models
             gaps = sorted(search.modeled_gaps)
             stats["modeled_vs_measured"] = {

@@ -332,7 +332,12 @@ def main() -> None:
     ap.add_argument("--segment-weight", default="macs", choices=("macs", "target"))
     ap.add_argument("--escape-after", type=int, default=None, help="SearchConfig.escape_after")
     ap.add_argument("--widen-share", type=float, default=0.0, help="GraphProposer widen_share")
-    ap.add_argument("--graft", type=int, default=0, help="SearchConfig.graft (grafts per generation)")
+    ap.add_argument(
+        "--graft",
+        type=int,
+        default=None,
+        help="grafts per generation (default: the tool's, 2 on npu-sim, else 0)",
+    )
     ap.add_argument("--save-best", type=Path, default=None, help="write each emitted model into DIR")
     ap.add_argument(
         "--no-model-mutants",

@@ -105,6 +105,8 @@ def test_optimize_rejects_bad_arguments(tmp_path):
         api.optimize("zoo:nb201", "ort-cpu", escape_after=0)
     with pytest.raises(InputError, match="widen-share takes a share"):
         api.optimize("zoo:nb201", "ort-cpu", widen_share=1.5)
+    with pytest.raises(InputError, match="--graft takes a number"):
+        api.optimize("zoo:nb201", "ort-cpu", graft=-1)
 
 
 class _Built(Exception):
@@ -126,3 +128,20 @@ def test_the_proposer_gets_the_depth_floor_of_the_budgets(monkeypatch, small_db_
     with pytest.raises(_Built):
         api.optimize("zoo:resnet18", "npu-sim", budgets=budgets, generations=1, jobs=1, db_path=small_db_path)
     assert seen["min_depth"] == floor
+
+
+@pytest.mark.parametrize(("graft", "expected"), [(0, False), (2, True)])
+def test_the_proposer_hands_out_deltas_only_when_grafting(monkeypatch, small_db_path, graft, expected):
+    """Grafting is opt-in (`--graft N`): only then does each mutant carry its delta."""
+    from autogo_deploy import api, proposers
+
+    seen = {}
+
+    def record(*args, **kwargs):
+        seen.update(kwargs)
+        raise _Built
+
+    monkeypatch.setattr(proposers, "GraphProposer", record)
+    with pytest.raises(_Built):
+        api.optimize("zoo:resnet18", "npu-sim", graft=graft, generations=1, jobs=1, db_path=small_db_path)
+    assert seen["graft"] is expected

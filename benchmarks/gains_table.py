@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/gains_table.py --tags matrix-s0,datafree-s0 --into docs/optimize.md --marker matrix
 
-Rows are chosen by tag (a row of another tag is never shown), ordered model, target, mode; with
+Rows are chosen by tag (a row of another tag is never shown), optionally only of some models and
+modes (`--models`, `--modes`), ordered model, target, mode, then in the order of `--tags`; with
 `--into FILE --marker NAME` the table replaces what lies between `<!-- NAME-table -->` and
 `<!-- /NAME-table -->` in FILE, otherwise it is printed. Tables written by hand drift from their
 file; this one is rebuilt from it.
@@ -35,21 +36,22 @@ def _latency(row: dict) -> str:
     return text
 
 
-def _order(row: dict) -> tuple:
+def _order(row: dict, tags: tuple[str, ...] = ()) -> tuple:
     def at(seq: tuple, x: str) -> int:
         return seq.index(x) if x in seq else len(seq)
 
-    return (at(MODELS, row["model"]), row["model"], at(TARGETS, row["target"]), at(MODES, row["mode"]))
+    key = (at(MODELS, row["model"]), row["model"], at(TARGETS, row["target"]), at(MODES, row["mode"]))
+    return (*key, at(tags, row.get("tag")))
 
 
-def render(rows: list[dict]) -> str:
+def render(rows: list[dict], tags: tuple[str, ...] = ()) -> str:
     head = (
         "| model | target | mode | objective | generations | emitted | latency | energy | MACs "
         "| pred. acc Δ (pp) | depth | main-path width | wall | peak RSS | tag |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
-    for r in sorted(rows, key=_order):
+    for r in sorted(rows, key=lambda r: _order(r, tags)):
         cleanup = r["mode"] == "cleanup"
         emitted = r.get("emitted")
         acc = r.get("predicted_acc_delta")
@@ -96,15 +98,23 @@ def replace_between(text: str, marker: str, table: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tags", required=True, help="comma-separated row tags to show")
+    ap.add_argument("--models", default=None, help="comma-separated models to show (default: all)")
+    ap.add_argument("--modes", default=None, help="comma-separated modes to show (default: all)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--into", type=Path, default=None, help="markdown file to update in place")
     ap.add_argument("--marker", default="matrix")
     args = ap.parse_args()
-    tags = set(args.tags.split(","))
+    tags = tuple(args.tags.split(","))
     rows = [r for r in json.loads(args.results.read_text())["rows"] if r.get("tag") in tags]
+    if args.models:
+        rows = [r for r in rows if r["model"] in args.models.split(",")]
+    if args.modes:
+        rows = [r for r in rows if r["mode"] in args.modes.split(",")]
     if not rows:
-        raise SystemExit(f"error: no rows tagged {sorted(tags)} in {args.results}")
-    table = render(rows)
+        raise SystemExit(
+            f"error: no rows tagged {sorted(tags)} (of the models and modes asked for) in {args.results}"
+        )
+    table = render(rows, tags)
     if args.into is None:
         print(table, end="")
         return

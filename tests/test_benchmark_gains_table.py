@@ -74,3 +74,8 @@ def test_missing_markers_or_tags_are_errors(tmp_path, monkeypatch):
     results.write_text(json.dumps({"rows": ROWS}))
     with pytest.raises(SystemExit, match="no rows tagged"):
         _main(monkeypatch, "--tags", "nope", "--results", str(results))
+
+
+def test_rows_of_one_model_target_and_mode_follow_the_order_of_the_tags():
+    rows = [_row("resnet50", "npu-sim", "autogo", t, emitted=False) for t in ("s2", "s0", "s1")]
+    assert [r[-1] for r in _table_rows(gains_table.render(rows, ("s0", "s1", "s2")))] == ["s0", "s1", "s2"]

@@ -113,9 +113,8 @@ class _Built(Exception):
     pass
 
 
-@pytest.mark.parametrize(("budgets", "floor"), [([], 17), (["depth_drop=0"], 18), (["depth_drop=1"], 0)])
-def test_the_proposer_gets_the_depth_floor_of_the_budgets(monkeypatch, small_db_path, budgets, floor):
-    """ResNet-18 has depth 18: the default leash (0.1) keeps 17, depth_drop=0 all 18, 1 none."""
+def _proposer_kwargs(monkeypatch, small_db_path, **optimize_kwargs) -> dict:
+    """What `optimize` on ResNet-18 / npu-sim hands the GraphProposer (stopped right there)."""
     from autogo_deploy import api, proposers
 
     seen = {}
@@ -126,22 +125,19 @@ def test_the_proposer_gets_the_depth_floor_of_the_budgets(monkeypatch, small_db_
 
     monkeypatch.setattr(proposers, "GraphProposer", record)
     with pytest.raises(_Built):
-        api.optimize("zoo:resnet18", "npu-sim", budgets=budgets, generations=1, jobs=1, db_path=small_db_path)
-    assert seen["min_depth"] == floor
+        api.optimize(
+            "zoo:resnet18", "npu-sim", generations=1, jobs=1, db_path=small_db_path, **optimize_kwargs
+        )
+    return seen
+
+
+@pytest.mark.parametrize(("budgets", "floor"), [([], 17), (["depth_drop=0"], 18), (["depth_drop=1"], 0)])
+def test_the_proposer_gets_the_depth_floor_of_the_budgets(monkeypatch, small_db_path, budgets, floor):
+    """ResNet-18 has depth 18: the default leash (0.1) keeps 17, depth_drop=0 all 18, 1 none."""
+    assert _proposer_kwargs(monkeypatch, small_db_path, budgets=budgets)["min_depth"] == floor
 
 
 @pytest.mark.parametrize(("graft", "expected"), [(0, False), (2, True)])
 def test_the_proposer_hands_out_deltas_only_when_grafting(monkeypatch, small_db_path, graft, expected):
     """Grafting is opt-in (`--graft N`): only then does each mutant carry its delta."""
-    from autogo_deploy import api, proposers
-
-    seen = {}
-
-    def record(*args, **kwargs):
-        seen.update(kwargs)
-        raise _Built
-
-    monkeypatch.setattr(proposers, "GraphProposer", record)
-    with pytest.raises(_Built):
-        api.optimize("zoo:resnet18", "npu-sim", graft=graft, generations=1, jobs=1, db_path=small_db_path)
-    assert seen["graft"] is expected
+    assert _proposer_kwargs(monkeypatch, small_db_path, graft=graft)["graft"] is expected

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from autogo_deploy.graph import fresh_prefix
+
 PREFIX = "g"
 
 
@@ -33,14 +35,6 @@ class Delta:
     added: list[bytes]  # the child's new or rewritten NodeProtos, serialized, in the child's order
     inits: dict[str, bytes]  # initializers the added nodes read that the parent lacked (or held otherwise)
     produced: frozenset[str] = field(default_factory=frozenset)  # tensors the parent's removed nodes made
-
-    @property
-    def nbytes(self) -> int:
-        return (
-            sum(map(len, self.removed.values()))
-            + sum(map(len, self.added))
-            + sum(map(len, self.inits.values()))
-        )
 
     @property
     def empty(self) -> bool:
@@ -109,10 +103,7 @@ def graft(model: onnx.ModelProto, d: Delta) -> onnx.ModelProto | str:
     graph = model.graph
     taken = set(have) | {t.name for t in graph.initializer} | {vi.name for vi in graph.input}
     taken |= {t for n in graph.node for t in n.output}
-    k = 0
-    while any(x.startswith(f"{PREFIX}{k}/") for x in taken):
-        k += 1
-    tag = f"{PREFIX}{k}/"
+    tag = fresh_prefix(PREFIX, taken)
     # names the delta brings: nodes other than the parent's it rewrites, tensors that no removed
     # node produced (its internal tensors), and its own initializers; all of them get the prefix
     new_tensors = {t for n in added for t in n.output if t and t not in d.produced}

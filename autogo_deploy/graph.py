@@ -61,6 +61,14 @@ def load(
     return Graph(model, source_path=path, notes=notes)
 
 
+def fresh_prefix(prefix: str, names) -> str:
+    """`prefix` + the smallest k such that no name in `names` starts with `prefix{k}/`, + "/"."""
+    k = 0
+    while any(x.startswith(f"{prefix}{k}/") for x in names):
+        k += 1
+    return f"{prefix}{k}/"
+
+
 def from_verified(data: bytes) -> Graph:
     """A Graph of a model this tool itself produced and checked: the input after `load` (cleaned,
     validated, shapes inferred) or a mutant `mutate.apply` verified (full ONNX check, onnxruntime
@@ -242,10 +250,7 @@ class Graph:
             )
         existing = {t for n in self.nodes for t in list(n.inputs) + list(n.outputs)}
         existing |= {n.name for n in self.nodes} | set(self._init_sizes)
-        k = 0
-        while any(x.startswith(f"{prefix}{k}/") for x in existing):
-            k += 1
-        tag = f"{prefix}{k}/"
+        tag = fresh_prefix(prefix, existing)
         rename = dict(zip(r_inputs, inputs, strict=True))
         out_map = {vi.name: outputs[j] for j, vi in enumerate(rg.output)}
         new_nodes = []

@@ -14,9 +14,7 @@ import onnx
 from onnx import numpy_helper
 
 from autogo_deploy.resolve import Plan
-from autogo_deploy.resolve_ops import Op, Segment
-
-PARAM_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "InstanceNormalization"}
+from autogo_deploy.resolve_ops import PARAM_OPS, Op, Segment
 
 
 def materialise(seg: Segment, plan: Plan, graph, members, seed: int):

@@ -168,7 +168,7 @@ def _mutate_task(args: tuple) -> list[dict]:
         m = mutate.apply(
             g,
             list(occ.node_names),
-            rep.model(seed=seed + k),
+            rep.model(seed=seed + k, params=False),  # its weights are drawn afresh or inherited
             seed=seed * 1000 + k,
             align=_WORKER["align"],
             cost_weights=_WORKER["weights"],

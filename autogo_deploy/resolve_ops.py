@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 from onnx import numpy_helper
 
@@ -24,6 +25,9 @@ UNARY = {
 }  # fmt: skip
 NARY = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "Pow", "PRelu"}
 WINDOW = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool"}
+# Weighted ops: every input after the first is a parameter, which a mutation always draws afresh or
+# inherits from the replaced segment (materialise.py); the replacement's own values are never used.
+PARAM_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "InstanceNormalization"}
 STRIDE_MENU = (1, 2)
 MAX_STATES = 256  # reachable spatial sizes per tensor
 
@@ -91,13 +95,29 @@ def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     return out
 
 
+def _constant(t: onnx.TensorProto):
+    """An initializer's array; for one stored without values (a weighted op's parameter that
+    `SegmentRecord.model(params=False)` left out: only its shape is ever read) a read-only
+    zero-strided view of that shape, which costs no memory."""
+    if t.data_location == onnx.TensorProto.EXTERNAL or t.raw_data or _typed(t) or not math.prod(t.dims):
+        return numpy_helper.to_array(t)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+    return np.broadcast_to(np.zeros((), dtype), tuple(t.dims))
+
+
+def _typed(t: onnx.TensorProto) -> bool:
+    return bool(
+        t.float_data or t.int32_data or t.int64_data or t.double_data or t.uint64_data or t.string_data
+    )
+
+
 class Segment:
     """S' analysed: activation tensors, ops with kinds and menus, constants, source shapes."""
 
     def __init__(self, model: onnx.ModelProto):
         self.model = model
         g = model.graph
-        self.consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        self.consts = {t.name: _constant(t) for t in g.initializer}
         self.inputs = [vi.name for vi in g.input if vi.name not in self.consts]
         self.outputs = [vi.name for vi in g.output]
         self.src = static_shapes(model)

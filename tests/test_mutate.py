@@ -134,6 +134,34 @@ def test_rejections_are_values_not_exceptions():
         apply(g, ["no-such-node"], res_block(), seed=0)
 
 
+def test_a_replacement_without_parameter_values_gives_the_same_mutants(small_db):
+    """The proposer builds replacements with params=False (a segment cut from VGG-16's classifier
+    would draw 103 M random weights): materialise draws or inherits every parameter, so each mutant
+    (or rejection) is byte for byte the one the fully weighted replacement gives."""
+    import random
+
+    from autogo_deploy.segments.segment import segmentation
+
+    g = small("resnet18")
+    rng = random.Random(0)
+    occurrences = [o for o in segmentation(g, small_db).occurrences if len(o.node_names) <= 30]
+    mutants = 0
+    for k in range(40):
+        occ = rng.choice(occurrences)
+        reps = small_db.replacements(occ, limit=24, channel_ratio_range=(0.25, 4.0))
+        if not reps:
+            continue
+        rep = rng.choice(reps)
+        out = []
+        for params in (True, False):
+            m = apply(g, list(occ.node_names), rep.model(seed=k, params=params), seed=k, align=8,
+                      time_limit_s=5.0, inputs=list(occ.inputs), outputs=list(occ.outputs))  # fmt: skip
+            out.append(m.data if isinstance(m, Mutant) else (m.stage, m.reason))
+        assert out[0] == out[1]
+        mutants += isinstance(out[0], bytes)
+    assert mutants >= 10
+
+
 def test_head_replacement_keeps_output_name_and_shape():
     g = small("resnet18")
     occ = [n.name for n in g.nodes if n.name in ("avgpool", "flatten", "fc")]

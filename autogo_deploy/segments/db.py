@@ -101,9 +101,12 @@ class SegmentRecord:
             raise DatabaseError("segment record is detached from its database")
         return self._db._skeleton(self.id)
 
-    def model(self, seed: int = 0) -> onnx.ModelProto:
-        """Standalone ONNX model at the example shapes; weights drawn from (seed, segment hash)."""
-        return fill_weights(self.skeleton(), seed=seed, salt=self.hash)
+    def model(self, seed: int = 0, *, params: bool = True) -> onnx.ModelProto:
+        """Standalone ONNX model at the example shapes; weights drawn from (seed, segment hash).
+        params=False: the weighted ops' parameters keep their dims but get no values (what a
+        mutation needs: it draws or inherits all of them, so a segment cut from VGG-16's classifier
+        costs no 103 M random weights; see fill_weights)."""
+        return fill_weights(self.skeleton(), seed=seed, salt=self.hash, params=params)
 
     def to_dict(self) -> dict:
         return {
@@ -129,23 +132,34 @@ class SegmentRecord:
         }
 
 
-def fill_weights(skeleton: onnx.ModelProto, *, seed: int = 0, salt: str = "") -> onnx.ModelProto:
+def fill_weights(
+    skeleton: onnx.ModelProto, *, seed: int = 0, salt: str = "", params: bool = True
+) -> onnx.ModelProto:
     """Give every value-less initializer deterministic values: BatchNorm scale/var 1 and bias/mean 0,
-    Mul/Div operands 1, other rank-1 tensors 0, weights He-normal (std sqrt(2 / fan_in))."""
+    Mul/Div operands 1, other rank-1 tensors 0, weights He-normal (std sqrt(2 / fan_in)).
+    params=False leaves the parameters of weighted ops (resolve_ops.PARAM_OPS, every input after
+    the first, where all of a tensor's users are such) without values; the other constants
+    (shapes, axes, pads, broadcast operands) are filled as always."""
     import hashlib
 
     from onnx import numpy_helper
 
+    from autogo_deploy.resolve_ops import PARAM_OPS
+
     model = onnx.ModelProto()
     model.CopyFrom(skeleton)
     users: dict[str, tuple[str, int]] = {}
+    param_only: dict[str, bool] = {}
     for node in model.graph.node:
         for p, t in enumerate(node.input):
             users.setdefault(t, (node.op_type, p))
+            param_only[t] = param_only.get(t, True) and node.op_type in PARAM_OPS and p >= 1
     digest = hashlib.blake2b(f"{seed}:{salt}".encode(), digest_size=8).digest()
     rng = np.random.default_rng(int.from_bytes(digest, "little"))
     for k, tensor in enumerate(model.graph.initializer):
         if tensor.raw_data or _has_typed_data(tensor):
+            continue
+        if not params and param_only.get(tensor.name):
             continue
         dims = tuple(tensor.dims)
         op, port = users.get(tensor.name, ("", 0))

@@ -48,6 +48,28 @@ def test_every_segment_is_a_valid_standalone_model(small_db):
     assert n == small_db.stats()["segments"] > 50
 
 
+def test_a_model_without_parameters_leaves_only_the_weighted_ops_parameters_empty(small_db):
+    """params=False (what a mutation asks for: materialise draws or inherits every parameter) keeps
+    the dims of each weighted op's parameters but no values; every other constant is filled."""
+    from autogo_deploy.resolve_ops import PARAM_OPS
+
+    checked = 0
+    for rec in list(small_db.iter_segments())[:40]:
+        full, bare = rec.model(seed=3), rec.model(seed=3, params=False)
+        params = {t for n in bare.graph.node if n.op_type in PARAM_OPS for t in n.input[1:]}
+        for a, b in zip(full.graph.initializer, bare.graph.initializer, strict=True):
+            assert (a.name, list(a.dims)) == (b.name, list(b.dims))
+            if a.name in params:
+                assert a.raw_data and not b.raw_data, a.name
+                checked += 1
+            else:
+                assert a.SerializeToString() == b.SerializeToString(), a.name
+        assert [n.SerializeToString() for n in full.graph.node] == [
+            n.SerializeToString() for n in bare.graph.node
+        ]
+    assert checked > 20
+
+
 def test_stored_models_run_and_match_their_records(small_db):
     from autogo_deploy.graph import load
 

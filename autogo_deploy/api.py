@@ -133,6 +133,17 @@ def cost_targets_for(objective: str) -> tuple[float, ...]:
     return COST_TARGETS if objective in ("latency", "energy", "macs") else (1.0,)
 
 
+DEFAULT_GRAFT = 2
+
+
+def default_graft(modeled: bool, space: str | None, strategy: str) -> int:
+    """Grafts per generation when `--graft` is not given: 2 where the proposer costs every mutant
+    exactly (npu-sim), so a delta's gain is a modeled figure, not a prediction (ResNet-50, 8 seeds:
+    docs/optimize.md); 0 elsewhere: timed targets (library gains would be predictions; not
+    studied), `--space nb201` (cell edits carry no deltas) and random search (it replays nothing)."""
+    return DEFAULT_GRAFT if modeled and space is None and strategy == "pareto" else 0
+
+
 MAX_MACS_GROWTH = 1.5
 
 
@@ -231,7 +242,7 @@ def optimize(
     segment_weight: str = "macs",
     escape_after: int | None = None,
     widen_share: float = 0.0,
-    graft: int = 0,
+    graft: int | None = None,
     model_mutants: bool = True,
     spill_mb: float = 256.0,
     time_limit_s: float | None = None,
@@ -281,12 +292,16 @@ def optimize(
         raise InputError(f"--escape-after takes a number of generations >= 1, got {escape_after}")
     if not 0.0 <= widen_share <= 1.0:
         raise InputError(f"--widen-share takes a share in [0, 1], got {widen_share}")
-    if graft < 0:
+    if graft is not None and graft < 0:
         raise InputError(f"--graft takes a number of grafts per generation >= 0, got {graft}")
     from autogo_deploy.segment_weights import resolve_mode
 
     weigh_by = resolve_mode(segment_weight, tgt.backend)
     modeled = model_mutants and tgt.backend == "npu-sim"  # the proposer costs every mutant there
+    if graft is None:
+        graft = default_graft(modeled, space, strategy)
+    elif graft > 0 and (strategy == "random" or space is not None):
+        raise InputError("--graft replays mutation deltas: it needs the pareto strategy and no --space")
     if not spill_mb > 0:
         raise InputError(f"--spill-mb must be > 0, got {spill_mb}")
     if space not in (None, "nb201"):
@@ -362,7 +377,7 @@ def optimize(
         measure_top_exact=measure_top_exact,
         parent_share=parent_share,
         escape_after=escape_after,
-        graft=graft if space is None else 0,
+        graft=graft,
         time_limit_s=time_limit_s,
         seed=seed,
         strategy=strategy,

@@ -78,7 +78,8 @@ def _progress(entry: dict) -> None:
     print(
         f"  gen {entry['generation']:3d}  new {entry['new_valid']:2d}  feasible {entry['within_budgets']:2d}  "
         f"measured {entry['measured_total']:4d}  best {entry['best_cost']:.4f}"
-        f"{' (measured)' if entry['best_measured'] else ''}  {entry['elapsed_s']:.0f} s",
+        f"{' (measured)' if entry['best_measured'] else ''}  {entry['elapsed_s']:.0f} s"
+        f"  peak rss {_peak_rss_mb():.0f} MB",
         flush=True,
     )
 
@@ -114,7 +115,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         segment_weight=args.segment_weight,
         escape_after=args.escape_after,
         widen_share=args.widen_share,
-        graft=args.graft,
+        graft=0 if mode == "random" and args.graft else args.graft,  # random search replays nothing
         model_mutants=not args.no_model_mutants,
         time_limit_s=args.time_limit,
         seed=args.seed,
@@ -153,7 +154,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "segment_weight": res.proposer_stats.get("segment_weight"),
         "escape_after": args.escape_after,
         "widen_share": args.widen_share,
-        "graft": args.graft,
+        "graft": res.proposer_stats.get("grafts", {}).get("per_generation", 0),
         "jobs": args.jobs,
         "seed": args.seed,
         "time_limit_s": args.time_limit,

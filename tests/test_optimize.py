@@ -107,14 +107,18 @@ def test_optimize_rejects_bad_arguments(tmp_path):
         api.optimize("zoo:nb201", "ort-cpu", widen_share=1.5)
     with pytest.raises(InputError, match="--graft takes a number"):
         api.optimize("zoo:nb201", "ort-cpu", graft=-1)
+    with pytest.raises(InputError, match="--graft replays mutation deltas"):
+        api.optimize("zoo:nb201", "ort-cpu", graft=2, strategy="random")
+    with pytest.raises(InputError, match="--graft replays mutation deltas"):
+        api.optimize("zoo:nb201", "ort-cpu", graft=1, space="nb201")
 
 
 class _Built(Exception):
     pass
 
 
-def _proposer_kwargs(monkeypatch, small_db_path, **optimize_kwargs) -> dict:
-    """What `optimize` on ResNet-18 / npu-sim hands the GraphProposer (stopped right there)."""
+def _proposer_kwargs(monkeypatch, small_db_path, target="npu-sim", **optimize_kwargs) -> dict:
+    """What `optimize` on ResNet-18 / `target` hands the GraphProposer (stopped right there)."""
     from autogo_deploy import api, proposers
 
     seen = {}
@@ -125,9 +129,7 @@ def _proposer_kwargs(monkeypatch, small_db_path, **optimize_kwargs) -> dict:
 
     monkeypatch.setattr(proposers, "GraphProposer", record)
     with pytest.raises(_Built):
-        api.optimize(
-            "zoo:resnet18", "npu-sim", generations=1, jobs=1, db_path=small_db_path, **optimize_kwargs
-        )
+        api.optimize("zoo:resnet18", target, generations=1, jobs=1, db_path=small_db_path, **optimize_kwargs)
     return seen
 
 
@@ -137,7 +139,19 @@ def test_the_proposer_gets_the_depth_floor_of_the_budgets(monkeypatch, small_db_
     assert _proposer_kwargs(monkeypatch, small_db_path, budgets=budgets)["min_depth"] == floor
 
 
-@pytest.mark.parametrize(("graft", "expected"), [(0, False), (2, True)])
-def test_the_proposer_hands_out_deltas_only_when_grafting(monkeypatch, small_db_path, graft, expected):
-    """Grafting is opt-in (`--graft N`): only then does each mutant carry its delta."""
-    assert _proposer_kwargs(monkeypatch, small_db_path, graft=graft)["graft"] is expected
+@pytest.mark.parametrize(
+    ("target", "kwargs", "expected"),
+    [
+        ("npu-sim", {}, True),  # the default where mutants are costed exactly: 2 grafts
+        ("npu-sim", {"graft": 0}, False),
+        ("npu-sim", {"model_mutants": False}, False),  # gains would be predictions: off by default
+        ("ort-cpu", {}, False),  # timed target: off by default
+        ("ort-cpu", {"graft": 2}, True),
+    ],
+)
+def test_the_proposer_hands_out_deltas_only_when_grafting(
+    monkeypatch, small_db_path, target, kwargs, expected
+):
+    """Each mutant carries its delta only when the search grafts: by default on npu-sim, where the
+    proposer costs mutants exactly, or when `--graft N` asks for it."""
+    assert _proposer_kwargs(monkeypatch, small_db_path, target, **kwargs)["graft"] is expected

@@ -61,11 +61,12 @@ def optimize(
         ),
     ] = 0.0,
     graft: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="per generation, replay up to N changes that paid off elsewhere in the search on the best so far (0: off)"
+            help="per generation, replay up to N changes that paid off elsewhere in the search on the best so far"
+            " (0: off; default 2 on npu-sim, where mutants are costed exactly, else 0)"
         ),
-    ] = 0,
+    ] = None,
     spill_mb: Annotated[
         float,
         typer.Option(help="mutants of at least this many MB wait in temporary files, not in memory"),

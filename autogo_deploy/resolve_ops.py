@@ -95,20 +95,20 @@ def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     return out
 
 
+def has_values(t: onnx.TensorProto) -> bool:
+    """Whether an initializer stores values (raw or typed), not only its dims."""
+    typed = t.float_data or t.int32_data or t.int64_data or t.double_data or t.uint64_data or t.string_data
+    return bool(t.raw_data or typed)
+
+
 def _constant(t: onnx.TensorProto):
     """An initializer's array; for one stored without values (a weighted op's parameter that
     `SegmentRecord.model(params=False)` left out: only its shape is ever read) a read-only
     zero-strided view of that shape, which costs no memory."""
-    if t.data_location == onnx.TensorProto.EXTERNAL or t.raw_data or _typed(t) or not math.prod(t.dims):
+    if t.data_location == onnx.TensorProto.EXTERNAL or has_values(t) or not math.prod(t.dims):
         return numpy_helper.to_array(t)
     dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
     return np.broadcast_to(np.zeros((), dtype), tuple(t.dims))
-
-
-def _typed(t: onnx.TensorProto) -> bool:
-    return bool(
-        t.float_data or t.int32_data or t.int64_data or t.double_data or t.uint64_data or t.string_data
-    )
 
 
 class Segment:

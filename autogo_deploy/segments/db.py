@@ -144,7 +144,7 @@ def fill_weights(
 
     from onnx import numpy_helper
 
-    from autogo_deploy.resolve_ops import PARAM_OPS
+    from autogo_deploy.resolve_ops import PARAM_OPS, has_values
 
     model = onnx.ModelProto()
     model.CopyFrom(skeleton)
@@ -157,7 +157,7 @@ def fill_weights(
     digest = hashlib.blake2b(f"{seed}:{salt}".encode(), digest_size=8).digest()
     rng = np.random.default_rng(int.from_bytes(digest, "little"))
     for k, tensor in enumerate(model.graph.initializer):
-        if tensor.raw_data or _has_typed_data(tensor):
+        if has_values(tensor):
             continue
         if not params and param_only.get(tensor.name):
             continue
@@ -175,12 +175,6 @@ def fill_weights(
             arr = rng.standard_normal(dims) * np.sqrt(2.0 / fan_in)
         model.graph.initializer[k].CopyFrom(numpy_helper.from_array(arr.astype(dtype), tensor.name))
     return model
-
-
-def _has_typed_data(t: onnx.TensorProto) -> bool:
-    return bool(
-        t.float_data or t.int32_data or t.int64_data or t.double_data or t.uint64_data or t.string_data
-    )
 
 
 def _ratio(value) -> Fraction:

@@ -431,7 +431,7 @@ def optimize(
             }
     h2h = None
     if head_to_head_rounds and result.best is not None:
-        from autogo_deploy.headtohead import confirm_best
+        from autogo_deploy.headtohead import INTERRUPTED, confirm_best
 
         if not (result.baseline.measured or {}).get("deterministic"):  # else it is skipped
             status("head-to-head: the input and the result measured in alternating rounds")
@@ -444,7 +444,7 @@ def optimize(
                 progress=status,
             )
         except KeyboardInterrupt:
-            h2h = {"skipped": "interrupted (Ctrl-C) during the head-to-head: the search's figures stand"}
+            h2h = {"skipped": INTERRUPTED}
             result.stopped += "; head-to-head interrupted"
     if fast_fusion:
         status("npu-sim: re-costing the input and the result with TVM FuseOps")

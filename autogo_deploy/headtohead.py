@@ -101,6 +101,9 @@ def head_to_head(
     return h
 
 
+INTERRUPTED = "interrupted (Ctrl-C) during the head-to-head: the search's figures stand"
+
+
 def confirm_best(
     result,
     measure_bytes: Callable[[bytes], dict],
@@ -128,22 +131,26 @@ def confirm_best(
         key=lambda c: (c.cost(key), c.cid),
     )
     tries = []
-    for cand in [best, *others][:max_tries]:
-        if progress:
-            progress(f"head-to-head: input vs {cand.cid} in alternating rounds")
-        h = head_to_head(
-            measure_bytes,
-            base.model_bytes,
-            cand.model_bytes,
-            rounds=rounds,
-            progress=progress,
-        )
-        lo, hi = h.ratio_ci95()
-        accepted = hi < 1.0 if key != "macs" else lo <= 1.0
-        tries.append({"candidate": cand.cid, "accepted": accepted, **h.to_dict()})
-        if accepted:
-            result.best = cand
-            return {"confirmed": cand.cid, "rule": _rule(key), "tries": tries}
+    try:
+        for cand in [best, *others][:max_tries]:
+            if progress:
+                progress(f"head-to-head: input vs {cand.cid} in alternating rounds")
+            h = head_to_head(
+                measure_bytes,
+                base.model_bytes,
+                cand.model_bytes,
+                rounds=rounds,
+                progress=progress,
+            )
+            lo, hi = h.ratio_ci95()
+            accepted = hi < 1.0 if key != "macs" else lo <= 1.0
+            tries.append({"candidate": cand.cid, "accepted": accepted, **h.to_dict()})
+            if accepted:
+                result.best = cand
+                return {"confirmed": cand.cid, "rule": _rule(key), "tries": tries}
+    except KeyboardInterrupt:  # Ctrl-C keeps the search's best; the finished tries stay in the record
+        result.stopped += "; head-to-head interrupted"
+        return {"skipped": INTERRUPTED, "rule": _rule(key), "tries": tries}
     result.best = None
     result.stopped += "; head-to-head: no candidate confirmed against the input"
     return {"confirmed": None, "rule": _rule(key), "tries": tries}

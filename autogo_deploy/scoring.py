@@ -27,7 +27,7 @@ def make_scorer(target, *, space: str | None = None, log: Callable[[str], None] 
     except AutogoError:
         if log:
             log(f"calibrating the predictor for {target.name} (10 reference networks, once)")
-        emb = calibrate(predictor, target.name, log=log)
+        emb = calibrate(predictor, target, log=log)  # the Target: a TOML path has no packaged name
         how = "calibrated now"
     info = {
         "checkpoint": predictor.id,

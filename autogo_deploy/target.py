@@ -42,7 +42,7 @@ _FLOAT_KEYS = ("rel_ci", "time_cap_s", "timeout_s")
 # [backend] options the harnesses convert with int()/float()/bool(): checked here, not in the harness
 _BACKEND_INT_KEYS = ("threads", "device_id", "trials", "max_trials_per_task", "tune_seed")
 _BACKEND_FLOAT_KEYS = ("tune_timeout_s",)
-_BACKEND_BOOL_KEYS = ("tune", "fold_bn")
+_BACKEND_BOOL_KEYS = ("tune", "fold_bn", "cuda_graph")
 
 
 @dataclass(frozen=True)

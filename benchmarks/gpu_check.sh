@@ -4,28 +4,56 @@
 #
 # The machine has python3 with torch, onnx, nvidia-ml-py and a CPU onnxruntime, but no onnxruntime-gpu,
 # TVM, onnxslim or highspy, and no network. Here, in the repo root, build what travels (ignored folder
-# .devcarry/): onnxruntime-gpu unpacked and xz-packed (ort.tar.xz), the apache-tvm wheels, tarred and
-# split into 50 MB parts (one per call: a call carries at most 64 MiB with the tree), and the small
+# .devcarry/):   bash benchmarks/gpu_check.sh pack [tvm]
+# = onnxruntime-gpu unpacked and xz-packed (ort.tar.xz; with `tvm` also the apache-tvm wheels), tarred
+# and split into 50 MiB parts (one per call: a call carries at most 64 MiB with the tree), and the small
 # wheels (onnxslim, highspy) with the bundle's sha256 in .devcarry/small. Then, back to back (the machine
 # goes back after ~30 s idle):
 #   run: bash benchmarks/gpu_check.sh stage .devcarry/part_00     carry [".devcarry/part_00"]
 #   ...  (each part)
-#   run: bash benchmarks/gpu_check.sh stage .devcarry/part_05 && bash benchmarks/gpu_check.sh run
-#        carry [".devcarry/part_05", ".devcarry/small"]
-# Results land in $OUT (log.txt, profile and optimize JSON). SKIP_INSTALL=1 runs it where the packages
-# are already installed (a dry run on a CPU machine: the GPU steps then fail or skip with their reason).
+#   run: bash benchmarks/gpu_check.sh stage .devcarry/part_NN && bash benchmarks/gpu_check.sh run [spread]
+#        carry [".devcarry/part_NN", ".devcarry/small"]
+# `run` checks every GPU path (needs the tvm bundle); `run spread` only ort-cuda: its run-to-run spread
+# (benchmarks/gpu_spread.py), the ORT GPU tests, and head-to-heads of ResNet-50 against itself with and
+# without the CUDA graph (the noise floor `optimize` has to clear).
+# Results land in $OUT (log.txt, JSON). SKIP_INSTALL=1 runs it where the packages are already
+# installed (a dry run on a CPU machine: the GPU steps then fail or skip with their reason).
 set -uo pipefail
 PARTS=/tmp/autogo-parts
 SITE=/tmp/autogo-site
 WORK=/tmp/autogo-gpu
 
 case "${1:-}" in
+pack)
+  D=.devcarry
+  grep -qx '/.devcarry/' .git/info/exclude 2>/dev/null || echo '/.devcarry/' >>.git/info/exclude
+  rm -rf $D/part_* $D/bundle $D/dl && mkdir -p $D/dl $D/bundle $D/small
+  dl() {
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
+      -d "$1" "$2"
+  }
+  if [ ! -f $D/ort.tar.xz ]; then # kept between packs: xz -9 of the 350 MB tree takes minutes
+    dl $D/dl onnxruntime-gpu==1.31.1 && mkdir -p $D/dl/site && (cd $D/dl/site && unzip -q ../onnxruntime_gpu-*.whl) &&
+      tar -C $D/dl/site -cf - . | xz -9 -T2 >$D/ort.tar.xz || exit 1
+  fi
+  cp $D/ort.tar.xz $D/bundle/
+  if [ "${2:-}" = tvm ]; then
+    dl $D/bundle apache-tvm==0.27.0.post1 && dl $D/bundle apache-tvm-ffi==0.1.14.post1 || exit 1
+  fi
+  rm -f $D/small/*.whl && dl $D/small onnxslim==0.1.98 && dl $D/small highspy==1.15.1 || exit 1
+  tar -C $D/bundle -cf /tmp/devbundle.tar . && sha256sum /tmp/devbundle.tar >$D/small/bundle.sha256 || exit 1
+  (cd $D && split -b 50M -d /tmp/devbundle.tar chunk && for c in chunk*; do
+    mkdir "part_${c#chunk}" && mv "$c" "part_${c#chunk}/"
+  done)
+  rm -rf /tmp/devbundle.tar $D/bundle $D/dl && du -sh $D/*
+  exit 0 ;;
 stage)
   mkdir -p "$PARTS" && cp "$2"/* "$PARTS"/ && ls -la "$PARTS"
   nvidia-smi --query-gpu=name,compute_cap,driver_version,power.draw,temperature.gpu --format=csv
   exit 0 ;;
 run) ;;
-*) echo "usage: $0 stage DIR | run" >&2; exit 2 ;;
+*) echo "usage: $0 pack [tvm] | stage DIR | run [spread]" >&2; exit 2 ;;
 esac
 
 : "${OUT:?OUT must name the folder for results}"
@@ -46,10 +74,28 @@ if [ -z "${SKIP_INSTALL:-}" ] && [ ! -d "$SITE/onnxruntime" ]; then
   mkdir -p "$SITE" "$WORK/bundle" && tar -xf "$WORK/bundle.tar" -C "$WORK/bundle" && rm "$WORK/bundle.tar"
   tar -xJf "$WORK/bundle/ort.tar.xz" -C "$SITE"
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" \
-    "$WORK"/bundle/*.whl .devcarry/small/*.whl || exit 1
+    $(ls "$WORK"/bundle/*.whl 2>/dev/null) .devcarry/small/*.whl || exit 1
 fi
 export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1
-python3 -c "import onnxruntime as o, tvm, onnxslim, highspy, torch; print('onnxruntime', o.__version__, o.get_available_providers()); print('tvm', tvm.__version__, 'torch', torch.__version__)"
+python3 -c "import onnxruntime as o, onnxslim, highspy, torch; print('onnxruntime', o.__version__, o.get_available_providers(), 'torch', torch.__version__)"
+
+if [ "${2:-}" = spread ]; then
+  step "zoo model"
+  $A zoo export resnet50 -o "$WORK/resnet50.onnx" || exit 1
+  step "ort-cuda spread: sessions and processes under each cuDNN algorithm search, CUDA graphs, NUMA pinning"
+  [ -n "${SKIP_SPREAD:-}" ] || timeout 240 python3 benchmarks/gpu_spread.py "$WORK/resnet50.onnx" --out "$OUT/gpu_spread.json"
+  step "GPU tests of the ORT backend"
+  timeout 120 python3 -m pytest -q -rs -p no:cacheprovider tests/backends/test_ort.py
+  step "head to head, ResNet-50 against itself, on ort-cuda (CUDA graph) and without the graph"
+  timeout 150 python3 benchmarks/gpu_spread.py --h2h "$WORK/resnet50.onnx" "$WORK/resnet50.onnx" \
+    --target ort-cuda --rounds 6 --out "$OUT/h2h_graph.json"
+  sed 's/^cuda_graph = true/cuda_graph = false/; s/^name = .*/name = "ort-cuda-nograph"/' targets/ort-cuda.toml \
+    >"$WORK/ort-cuda-nograph.toml"
+  timeout 120 python3 benchmarks/gpu_spread.py --h2h "$WORK/resnet50.onnx" "$WORK/resnet50.onnx" \
+    --target "$WORK/ort-cuda-nograph.toml" --rounds 4 --out "$OUT/h2h_nograph.json"
+  step done
+  exit 0
+fi
 
 step "targets (availability)"
 timeout 60 $A targets

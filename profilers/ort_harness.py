@@ -26,7 +26,13 @@ from autogo_deploy.backends.base import (
     run_harness,
     stop_rule,
 )
-from autogo_deploy.backends.ort import EP_NAMES, OPT_LEVELS, compose_mapping, resolve_threads
+from autogo_deploy.backends.ort import (
+    CUDNN_ALGO_SEARCH,
+    EP_NAMES,
+    OPT_LEVELS,
+    compose_mapping,
+    resolve_threads,
+)
 from autogo_deploy.power import PowerUnavailable, close_window, meter_for
 from autogo_deploy.stats import percentile, time_until_stable, warm_up
 
@@ -55,13 +61,61 @@ def _options(
     return so
 
 
-def _providers(ep: str, options: dict[str, Any]) -> list:
+def _providers(ep: str, options: dict[str, Any], *, graph: bool = False) -> list:
     if ep == "cuda":
-        return [
-            ("CUDAExecutionProvider", {"device_id": int(options.get("device_id", 0))}),
-            "CPUExecutionProvider",
-        ]
+        cuda = {"device_id": int(options.get("device_id", 0))}
+        if "cudnn_conv_algo_search" in options:
+            cuda["cudnn_conv_algo_search"] = str(options["cudnn_conv_algo_search"]).upper()
+        if graph:
+            cuda["enable_cuda_graph"] = "1"
+        return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
+
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+
+def _runner(ort, sess, feeds: dict[str, Any], *, graph: bool, device_id: int):
+    """One inference as a callable. Plain: `sess.run` with host arrays. CUDA graph: inputs copied to the
+    GPU once and outputs preallocated there, bound with IOBinding (a captured graph replays fixed
+    addresses), so each call is one graph launch plus its synchronisation."""
+    if not graph:
+        return lambda: sess.run(None, feeds)
+    import numpy as np
+
+    io = sess.io_binding()
+    keep = []  # the OrtValues must outlive the binding
+    for name, arr in feeds.items():
+        value = ort.OrtValue.ortvalue_from_numpy(arr, "cuda", device_id)
+        io.bind_ortvalue_input(name, value)
+        keep.append(value)
+    for out in sess.get_outputs():
+        if not all(isinstance(d, int) and d > 0 for d in out.shape) or out.type not in _ORT_TYPES:
+            raise HarnessError(
+                f"cuda_graph needs static outputs of a plain tensor type; output {out.name!r} is "
+                f"{out.type} {out.shape} (set cuda_graph = false in the target)"
+            )
+        value = ort.OrtValue.ortvalue_from_shape_and_type(
+            out.shape, np.dtype(_ORT_TYPES[out.type]), "cuda", device_id
+        )
+        io.bind_ortvalue_output(out.name, value)
+        keep.append(value)
+
+    def run() -> None:
+        sess.run_with_iobinding(io)
+        io.synchronize_outputs()
+
+    run.keep, run.io = keep, io  # type: ignore[attr-defined]
+    return run
 
 
 def _preload_cuda(ort) -> str | None:
@@ -187,7 +241,9 @@ class _Reference:
     session options, and timed on its own: its times track the runner's current speed (drift
     correction in `check`). Its runs are never part of the model's samples."""
 
-    def __init__(self, ort, path: str, level: str, threads: int, providers, seed: int):
+    def __init__(
+        self, ort, path: str, level: str, threads: int, providers, seed: int, graph: bool, device_id: int
+    ):
         import onnx
 
         try:
@@ -195,13 +251,13 @@ class _Reference:
             self.sess = ort.InferenceSession(path, _options(ort, level, threads), providers=providers)
         except Exception as exc:
             raise HarnessError(f"cannot load the reference model {path!r}: {exc}") from exc
-        self.feeds = make_inputs(model, seed)
+        self._run = _runner(ort, self.sess, make_inputs(model, seed), graph=graph, device_id=device_id)
         self.name = Path(path).name
         self.samples_ms: list[float] = []
 
     def run(self) -> None:
         t0 = time.perf_counter()
-        self.sess.run(None, self.feeds)
+        self._run()
         self.samples_ms.append((time.perf_counter() - t0) * 1000.0)
 
     def describe(self) -> dict[str, Any]:
@@ -223,12 +279,19 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
         raise HarnessError(f"execution_provider must be one of {list(EP_NAMES)}, got {ep!r}")
     if level not in OPT_LEVELS:
         raise HarnessError(f"graph_optimization_level must be one of {list(OPT_LEVELS)}, got {level!r}")
+    algo = str(opts.get("cudnn_conv_algo_search", "exhaustive")).lower()
+    if algo not in CUDNN_ALGO_SEARCH:
+        raise HarnessError(f"cudnn_conv_algo_search must be one of {list(CUDNN_ALGO_SEARCH)}, got {algo!r}")
+    graph = bool(opts.get("cuda_graph", False))
+    if graph and ep != "cuda":
+        raise HarnessError("cuda_graph needs execution_provider = 'cuda'")
+    device_id = int(opts.get("device_id", 0))
     threads = resolve_threads(opts.get("threads", 1))
     try:
         model = onnx.load(args.model)
     except Exception as exc:
         raise HarnessError(f"cannot read model {args.model!r}: {exc}") from exc
-    providers = _providers(ep, opts)
+    providers = _providers(ep, opts, graph=graph)
     preload_note = _preload_cuda(ort) if ep == "cuda" else None
     with tempfile.TemporaryDirectory(prefix="autogo_ort_") as tmpdir:
         tmp = Path(tmpdir)
@@ -246,12 +309,20 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
             hint = f" ({preload_note})" if preload_note else ""
             raise HarnessError(f"{EP_NAMES[ep]} requested but the session runs on {used[0]}{hint}")
         feeds = make_inputs(model, args.seed, args.input_shapes)
-
-        def run_once():
-            return sess.run(None, feeds)
+        run_once = _runner(ort, sess, feeds, graph=graph, device_id=device_id)
+        if graph:
+            try:  # the first run captures the graph: refused here when a node is not on the CUDA provider
+                run_once()
+            except Exception as exc:
+                raise HarnessError(
+                    f"CUDA graph capture failed ({type(exc).__name__}: {exc}); every node must run on the "
+                    "CUDA provider with static shapes (set cuda_graph = false in the target)"
+                ) from exc
 
         reference = (
-            _Reference(ort, args.reference, level, threads, providers, args.seed) if args.reference else None
+            _Reference(ort, args.reference, level, threads, providers, args.seed, graph, device_id)
+            if args.reference
+            else None
         )
 
         progress = ProgressEmitter()
@@ -289,9 +360,15 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
         if args.per_node:
             progress({"phase": "per-node"}, force=True)
             p50 = percentile(sorted(timed.samples_ms), 50.0)
+            # without the graph: a replayed graph hides its kernels from ORT's profiler
+            plain = _providers(ep, opts) if graph else providers
             per_node, per_node_info = _profile_nodes(
-                ort, onnx, model, model_path, level, threads, providers, feeds, p50, tmp
+                ort, onnx, model, model_path, level, threads, plain, feeds, p50, tmp
             )
+            if graph:
+                per_node_info["note_cuda_graph"] = (
+                    "kernels profiled without the CUDA graph (same options otherwise)"
+                )
     method = {
         "harness": "ort_harness.py",
         "timing": "wall clock around InferenceSession.run (host side, output copy included)",
@@ -312,6 +389,8 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
         method["cuda_libraries"] = (
             preload_note or "onnxruntime.preload_dlls() (pip nvidia-* packages or torch)"
         )
+        method["cudnn_conv_algo_search"] = algo
+        method["cuda_graph"] = graph
     if per_node_info is not None:
         method["per_node_profile"] = per_node_info
     if reference is not None:

@@ -112,3 +112,20 @@ def test_macs_objective_needs_only_not_slower_and_simulated_targets_skip():
     result = _result({"r1": 8.0}, "r1", deterministic=True)
     doc = confirm_best(result, lambda _: pytest.fail("nothing to measure"), objective="latency")
     assert "simulated" in doc["skipped"] and result.best.cid == "r1"
+
+
+def test_ctrl_c_during_the_head_to_head_keeps_the_finished_tries():
+    from autogo_deploy.headtohead import INTERRUPTED, confirm_best
+
+    result = _result({"r1": 7.0, "r2": 9.0}, "r1")
+    inner, calls = drifting_measurer({b"input": 10.0, b"r1": 10.0, b"r2": 9.0}, noise=0.005)
+
+    def measure_one(data: bytes) -> dict:
+        if len(calls) == 14:  # the first try (6 rounds, 12 measurements) is over, the second under way
+            raise KeyboardInterrupt
+        return inner(data)
+
+    doc = confirm_best(result, measure_one, objective="latency")
+    assert doc["skipped"] == INTERRUPTED and [t["candidate"] for t in doc["tries"]] == ["r1"]
+    assert not doc["tries"][0]["accepted"] and result.best.cid == "r1"
+    assert result.stopped.endswith("head-to-head interrupted")

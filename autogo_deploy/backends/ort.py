@@ -24,6 +24,8 @@ HARNESS = "ort_harness.py"
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 EP_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# ORT's cuDNN convolution algorithm choice on the CUDA provider (its own default: exhaustive).
+CUDNN_ALGO_SEARCH = ("exhaustive", "heuristic", "default")
 _NAME_SUFFIXES = (re.compile(r"_nchwc$"), re.compile(r"_token_\d+$"))
 # Data-movement kernels ORT inserts itself; they never stand for a graph node.
 INSERTED_OPS = frozenset({"ReorderInput", "ReorderOutput", "MemcpyToHost", "MemcpyFromHost"})
@@ -53,6 +55,9 @@ def availability(target) -> tuple[bool, str]:
         return False, f"graph_optimization_level must be one of {list(OPT_LEVELS)}, got {level!r}"
     if ep not in EP_NAMES:
         return False, f"execution_provider must be one of {list(EP_NAMES)}, got {ep!r}"
+    algo = str(target.options.get("cudnn_conv_algo_search", "exhaustive")).lower()
+    if algo not in CUDNN_ALGO_SEARCH:
+        return False, f"cudnn_conv_algo_search must be one of {list(CUDNN_ALGO_SEARCH)}, got {algo!r}"
     version = ort_version()
     if ep == "cpu":
         return True, f"onnxruntime {version} CPUExecutionProvider"

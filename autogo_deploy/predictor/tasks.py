@@ -215,8 +215,9 @@ def fewshot_space(predictor, measurements_csv, space: str = "nb201", log: Log = 
     return archs, lat, emb
 
 
-def calibrate(predictor, target: str, *, measure_kw: dict | None = None, log: Log = None) -> TargetEmbedding:
-    """Measure the 10 reference archs on `target`, fit and store its embedding in the cache folder."""
+def calibrate(predictor, target, *, measure_kw: dict | None = None, log: Log = None) -> TargetEmbedding:
+    """Measure the 10 reference archs on `target` (a name, a TOML path or a Target), fit and store its
+    embedding in the cache folder."""
     from autogo_deploy.backends.npu_sim import fast_stand_in
     from autogo_deploy.measure import measure
     from autogo_deploy.predictor.arch_graphs import nb201_tensors

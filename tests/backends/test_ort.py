@@ -13,7 +13,9 @@ from onnx import TensorProto, helper, numpy_helper
 from tiny_models import make_tiny_cnn
 
 from autogo_deploy.backends import availability, harness
+from autogo_deploy.backends.base import make_inputs
 from autogo_deploy.backends.ort import compose_mapping, map_stage
+from autogo_deploy.errors import AutogoError, InputError
 from autogo_deploy.measure import measure
 from autogo_deploy.target import load_target
 
@@ -212,3 +214,46 @@ def test_cuda_harness_runs_on_a_gpu_machine(tiny_static):
         pytest.skip(f"ort-cuda unavailable: {reason}")
     m = measure(tiny_static, target, per_node=True, **QUICK)
     assert m.method["ep"] == "CUDAExecutionProvider" and m.p50_ms > 0
+
+
+def test_cuda_options_are_checked(tmp_path):
+    head = '[target]\nbackend = "ort"\ndevice = "cuda"\n[backend]\nexecution_provider = "cuda"\n'
+    algo = tmp_path / "algo.toml"
+    algo.write_text(head + 'cudnn_conv_algo_search = "fastest"\n')
+    ok, reason = load_target(str(algo)).available()
+    assert not ok and "cudnn_conv_algo_search" in reason and "heuristic" in reason
+    graph = tmp_path / "graph.toml"
+    graph.write_text(head + 'cuda_graph = "yes"\n')
+    with pytest.raises(InputError, match="cuda_graph must be true or false"):
+        load_target(str(graph))
+
+
+def test_cuda_graph_on_the_cpu_provider_is_one_clear_error(tmp_path, tiny_static):
+    toml = tmp_path / "cpu-graph.toml"
+    toml.write_text('[target]\nbackend = "ort"\ndevice = "cpu"\n[backend]\ncuda_graph = true\nthreads = 1\n')
+    with pytest.raises(AutogoError, match="cuda_graph needs execution_provider = 'cuda'"):
+        measure(tiny_static, str(toml), **QUICK)
+
+
+def test_cuda_graph_runner_matches_a_plain_run_on_a_gpu_machine(tiny_static):
+    """The CUDA-graph runner (IOBinding, outputs preallocated on the GPU) computes what a plain run does."""
+    target = load_target("ort-cuda")
+    ok, reason = target.available()
+    if not ok:
+        pytest.skip(f"ort-cuda unavailable: {reason}")
+    import importlib.util
+
+    import onnxruntime as ort
+
+    spec = importlib.util.spec_from_file_location("ort_harness_under_test", target.harness_path())
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    feeds = make_inputs(onnx.load(tiny_static), 0)
+    plain = ort.InferenceSession(str(tiny_static), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    sess = ort.InferenceSession(str(tiny_static), providers=mod._providers("cuda", {}, graph=True))
+    run = mod._runner(ort, sess, feeds, graph=True, device_id=0)
+    for _ in range(3):  # capture, then replays
+        run()
+    np.testing.assert_allclose(run.io.copy_outputs_to_cpu()[0], plain, rtol=1e-3, atol=1e-4)
+    m = measure(tiny_static, target, per_node=True, **QUICK)
+    assert m.method["cuda_graph"] is True and m.p50_ms > 0

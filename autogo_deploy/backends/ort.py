@@ -58,6 +58,8 @@ def availability(target) -> tuple[bool, str]:
     algo = str(target.options.get("cudnn_conv_algo_search", "exhaustive")).lower()
     if algo not in CUDNN_ALGO_SEARCH:
         return False, f"cudnn_conv_algo_search must be one of {list(CUDNN_ALGO_SEARCH)}, got {algo!r}"
+    if target.options.get("cuda_graph") and ep != "cuda":
+        return False, "cuda_graph needs execution_provider = 'cuda'"
     version = ort_version()
     if ep == "cpu":
         return True, f"onnxruntime {version} CPUExecutionProvider"

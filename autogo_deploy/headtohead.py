@@ -85,7 +85,7 @@ def head_to_head(
     progress: Callable[[str], None] | None = None,
 ) -> HeadToHead:
     """`measure_one(model_bytes)` returns a measurement summary with `latency_ms` (p50) and optionally
-    `energy_mj` (api.measurement_summary); `rounds` pairs of measurements, order alternating."""
+    `energy_mj` (loop_measure.measurement_summary); `rounds` pairs of measurements, order alternating."""
     if rounds < 2:
         raise ValueError(f"a head-to-head needs at least 2 rounds, got {rounds}")
     h = HeadToHead()

@@ -207,8 +207,8 @@ def driver(args) -> dict:
 def h2h(a: Path, b: Path, target: str, rounds: int) -> dict:
     """`optimize`'s head to head (alternating harness processes) of two models on `target`: with A = B
     its ratio interval is the noise floor a real gain has to clear."""
-    from autogo_deploy.api import measurement_summary
     from autogo_deploy.headtohead import head_to_head
+    from autogo_deploy.loop_measure import measurement_summary
     from autogo_deploy.measure import measure
     from autogo_deploy.target import load_target
 

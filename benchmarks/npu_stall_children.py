@@ -17,7 +17,7 @@ import json
 import random
 from pathlib import Path
 
-from autogo_deploy import api, scoring, zoo
+from autogo_deploy import api, loop_measure, scoring, zoo
 from autogo_deploy.backends.npu_sim import fast_stand_in
 from autogo_deploy.candidate import Candidate, candidate_id
 from autogo_deploy.constraints import ACC_TOLERANCE_PP, DEFAULT_DEPTH_DROP, parse_budgets
@@ -43,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
 
     tgt = load_target("npu-sim")
-    simulate = api.in_process_measurer(fast_stand_in(tgt)[0], seed=0)
+    simulate = loop_measure.in_process_measurer(fast_stand_in(tgt)[0], seed=0)
     scorer, _ = scoring.make_scorer(tgt)
     base = _candidate(load(zoo.build(args.base).SerializeToString(), cleanup=True).to_bytes())
     best = _candidate(args.model.read_bytes())

@@ -54,7 +54,7 @@ def model_source(model: str) -> str:
 
 def run_cleanup(model: str, target: str, args) -> dict:
     """Cleanup only: the raw export against the cleaned graph `optimize` starts from."""
-    from autogo_deploy import api
+    from autogo_deploy import api, loop_measure
     from autogo_deploy.graph import load
     from autogo_deploy.measure import measure
 
@@ -62,7 +62,7 @@ def run_cleanup(model: str, target: str, args) -> dict:
     raw, _ = api.resolve_model_source(model_source(model))
     clean = load(raw, cleanup=True, verify=True).to_bytes()
     kw = {"max_runs": args.max_runs, "min_runs": min(20, args.max_runs)} if args.max_runs else {}
-    m_raw, m_clean = (api.measurement_summary(measure(b, target, **kw)) for b in (raw, clean))
+    m_raw, m_clean = (loop_measure.measurement_summary(measure(b, target, **kw)) for b in (raw, clean))
     return {
         "model": model, "target": target, "mode": "cleanup", "objective": None,
         "wall_s": round(time.perf_counter() - t0, 1), "peak_rss_mb": round(_peak_rss_mb(), 1),

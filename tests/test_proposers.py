@@ -158,7 +158,7 @@ def test_mutants_carry_the_targets_cost_model_figures(small_db_path, parent):
     """With npu-sim's options the proposer costs every mutant with the target's own cost model:
     the figures the in-process harness measures (which cleans the model first) to 1e-5 relative,
     so the search ranks children by exact figures, not by a prediction. Without, none."""
-    from autogo_deploy import api
+    from autogo_deploy import loop_measure
     from autogo_deploy.backends.npu_sim import fast_stand_in
 
     tgt = load_target("npu-sim")
@@ -166,7 +166,7 @@ def test_mutants_carry_the_targets_cost_model_figures(small_db_path, parent):
     assert plain and all(m.modeled is None for m in plain)
     mutants, proposer = _propose(small_db_path, parent, "macs", cost_model=tgt.options)
     assert mutants, f"no mutant proposed; rejections: {proposer.rejections}"
-    simulate = api.in_process_measurer(fast_stand_in(tgt)[0], seed=0)
+    simulate = loop_measure.in_process_measurer(fast_stand_in(tgt)[0], seed=0)
     parent_ms = simulate(parent.model_bytes)["latency_ms"]
     for m in mutants:
         measured = simulate(m.model_bytes)

@@ -134,8 +134,8 @@ def test_optimize_verifies_the_fast_fusion_with_tvm(tmp_path):
     """`verify_fast_fusion` re-costs the input and the result with TVM and finds the same figures."""
     from types import SimpleNamespace
 
-    from autogo_deploy.api import measurement_summary, verify_fast_fusion
     from autogo_deploy.backends.npu_sim import fast_stand_in
+    from autogo_deploy.loop_measure import measurement_summary, verify_fast_fusion
 
     npu = load_target("npu-sim")
     loop, _ = fast_stand_in(npu)

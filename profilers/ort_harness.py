@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from autogo_deploy.backends.base import (
+    NP_DTYPES,
     HarnessError,
     ProgressEmitter,
     collect_env,
@@ -72,22 +73,11 @@ def _providers(ep: str, options: dict[str, Any], *, graph: bool = False) -> list
     return ["CPUExecutionProvider"]
 
 
-_ORT_TYPES = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(double)": "float64",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(bool)": "bool",
-}
-
-
-def _runner(ort, sess, feeds: dict[str, Any], *, graph: bool, device_id: int):
+def _runner(ort, sess, feeds: dict[str, Any], *, graph: bool, device_id: int, model=None):
     """One inference as a callable. Plain: `sess.run` with host arrays. CUDA graph: inputs copied to the
     GPU once and outputs preallocated there, bound with IOBinding (a captured graph replays fixed
-    addresses), so each call is one graph launch plus its synchronisation."""
+    addresses), so each call is one graph launch plus its synchronisation. `model` (the ONNX model
+    the session runs) gives the outputs' element types."""
     if not graph:
         return lambda: sess.run(None, feeds)
     import numpy as np
@@ -98,15 +88,15 @@ def _runner(ort, sess, feeds: dict[str, Any], *, graph: bool, device_id: int):
         value = ort.OrtValue.ortvalue_from_numpy(arr, "cuda", device_id)
         io.bind_ortvalue_input(name, value)
         keep.append(value)
+    elem = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
     for out in sess.get_outputs():
-        if not all(isinstance(d, int) and d > 0 for d in out.shape) or out.type not in _ORT_TYPES:
+        dtype = NP_DTYPES.get(elem.get(out.name))
+        if not all(isinstance(d, int) and d > 0 for d in out.shape) or dtype is None:
             raise HarnessError(
                 f"cuda_graph needs static outputs of a plain tensor type; output {out.name!r} is "
                 f"{out.type} {out.shape} (set cuda_graph = false in the target)"
             )
-        value = ort.OrtValue.ortvalue_from_shape_and_type(
-            out.shape, np.dtype(_ORT_TYPES[out.type]), "cuda", device_id
-        )
+        value = ort.OrtValue.ortvalue_from_shape_and_type(out.shape, np.dtype(dtype), "cuda", device_id)
         io.bind_ortvalue_output(out.name, value)
         keep.append(value)
 
@@ -251,7 +241,9 @@ class _Reference:
             self.sess = ort.InferenceSession(path, _options(ort, level, threads), providers=providers)
         except Exception as exc:
             raise HarnessError(f"cannot load the reference model {path!r}: {exc}") from exc
-        self._run = _runner(ort, self.sess, make_inputs(model, seed), graph=graph, device_id=device_id)
+        self._run = _runner(
+            ort, self.sess, make_inputs(model, seed), graph=graph, device_id=device_id, model=model
+        )
         self.name = Path(path).name
         self.samples_ms: list[float] = []
 
@@ -309,7 +301,7 @@ def body(args, target: dict[str, Any]) -> dict[str, Any]:
             hint = f" ({preload_note})" if preload_note else ""
             raise HarnessError(f"{EP_NAMES[ep]} requested but the session runs on {used[0]}{hint}")
         feeds = make_inputs(model, args.seed, args.input_shapes)
-        run_once = _runner(ort, sess, feeds, graph=graph, device_id=device_id)
+        run_once = _runner(ort, sess, feeds, graph=graph, device_id=device_id, model=model)
         if graph:
             try:  # the first run captures the graph: refused here when a node is not on the CUDA provider
                 run_once()

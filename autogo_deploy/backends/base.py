@@ -150,7 +150,7 @@ def collect_env(libraries: dict[str, str | None] | None = None, **extra: Any) ->
     return env
 
 
-_NP_DTYPES = {
+NP_DTYPES = {  # ONNX element type -> numpy dtype name, for feeds and bound outputs
     1: "float32",
     2: "uint8",
     3: "int8",
@@ -175,7 +175,7 @@ def make_inputs(model, seed: int, input_shapes: dict[str, list[int]] | None = No
         if value.name in init_names:
             continue
         ttype = value.type.tensor_type
-        dtype = _NP_DTYPES.get(ttype.elem_type)
+        dtype = NP_DTYPES.get(ttype.elem_type)
         if dtype is None:
             raise HarnessError(f"input {value.name!r} has unsupported element type {ttype.elem_type}")
         if value.name in shapes:

@@ -248,12 +248,62 @@ def test_cuda_graph_runner_matches_a_plain_run_on_a_gpu_machine(tiny_static):
     spec = importlib.util.spec_from_file_location("ort_harness_under_test", target.harness_path())
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    feeds = make_inputs(onnx.load(tiny_static), 0)
+    model = onnx.load(tiny_static)
+    feeds = make_inputs(model, 0)
     plain = ort.InferenceSession(str(tiny_static), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     sess = ort.InferenceSession(str(tiny_static), providers=mod._providers("cuda", {}, graph=True))
-    run = mod._runner(ort, sess, feeds, graph=True, device_id=0)
+    run = mod._runner(ort, sess, feeds, graph=True, device_id=0, model=model)
     for _ in range(3):  # capture, then replays
         run()
     np.testing.assert_allclose(run.io.copy_outputs_to_cpu()[0], plain, rtol=1e-3, atol=1e-4)
     m = measure(tiny_static, target, per_node=True, **QUICK)
     assert m.method["cuda_graph"] is True and m.p50_ms > 0
+
+
+def test_cuda_graph_binding_preallocates_static_outputs_and_refuses_dynamic_ones(tiny_static):
+    """The binding half of the CUDA-graph runner, with a stand-in for ORT (runs without a GPU): inputs
+    copied to the device once, outputs preallocated there with the model's shape and element type,
+    a dynamic output refused with the setting to change."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location(
+        "ort_harness_binding", load_target("ort-cuda").harness_path()
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    calls = []
+
+    class Binding:
+        def bind_ortvalue_input(self, name, value):
+            calls.append(("in", name, value))
+
+        def bind_ortvalue_output(self, name, value):
+            calls.append(("out", name, value))
+
+    class OrtValue:
+        ortvalue_from_numpy = staticmethod(lambda arr, dev, i: ("copy", arr.shape, str(arr.dtype), dev, i))
+        ortvalue_from_shape_and_type = staticmethod(
+            lambda shape, dt, dev, i: ("alloc", shape, str(dt), dev, i)
+        )
+
+    model = onnx.load(tiny_static)
+    out = model.graph.output[0]
+    shape = [d.dim_value for d in out.type.tensor_type.shape.dim]
+    sess = SimpleNamespace(
+        io_binding=Binding,
+        get_outputs=lambda: [SimpleNamespace(name=out.name, shape=shape, type="tensor(float)")],
+    )
+    feeds = make_inputs(model, 0)
+    mod._runner(SimpleNamespace(OrtValue=OrtValue), sess, feeds, graph=True, device_id=1, model=model)
+    ((name, arr),) = feeds.items()
+    assert calls == [
+        ("in", name, ("copy", arr.shape, "float32", "cuda", 1)),
+        ("out", out.name, ("alloc", shape, "float32", "cuda", 1)),
+    ]
+    dynamic = SimpleNamespace(
+        io_binding=Binding,
+        get_outputs=lambda: [SimpleNamespace(name=out.name, shape=["N", 10], type="tensor(float)")],
+    )
+    with pytest.raises(mod.HarnessError, match="set cuda_graph = false"):
+        mod._runner(SimpleNamespace(OrtValue=OrtValue), dynamic, feeds, graph=True, device_id=0, model=model)

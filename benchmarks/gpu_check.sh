@@ -15,7 +15,11 @@
 #        carry [".devcarry/part_NN", ".devcarry/small"]
 # `run` checks every GPU path (needs the tvm bundle); `run spread` only ort-cuda: its run-to-run spread
 # (benchmarks/gpu_spread.py), the ORT GPU tests, and head-to-heads of ResNet-50 against itself with and
-# without the CUDA graph (the noise floor `optimize` has to clear).
+# without the CUDA graph (the noise floor `optimize` has to clear). `run tests` = the ORT GPU and power
+# tests alone; `run optimize` = `optimize resnet50 --target ort-cuda` with a search of $SEARCH_S s
+# (default 210) and the head to head, as its own call after `run tests` (the install stays on the
+# warm machine), carrying [".devcarry/extra"]: the segment database built here and ../shared/data,
+# so the machine neither rebuilds the database (~2 min) nor mines it without the NB101/FBNet data.
 # Results land in $OUT (log.txt, JSON). SKIP_INSTALL=1 runs it where the packages are already
 # installed (a dry run on a CPU machine: the GPU steps then fail or skip with their reason).
 set -uo pipefail
@@ -41,6 +45,10 @@ pack)
   if [ "${2:-}" = tvm ]; then
     dl $D/bundle apache-tvm==0.27.0.post1 && dl $D/bundle apache-tvm-ffi==0.1.14.post1 || exit 1
   fi
+  rm -rf $D/extra && mkdir -p $D/extra/cache &&
+    python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).backup(sqlite3.connect(sys.argv[2]))' \
+      "$(python3 -c 'from autogo_deploy.segments.db import default_db, default_path; default_db(); print(default_path())')" \
+      $D/extra/cache/segments-v1.db && cp -r "${AUTOGO_SHARED_DATA:-../shared/data}" $D/extra/data || exit 1
   rm -f $D/small/*.whl && dl $D/small onnxslim==0.1.98 && dl $D/small highspy==1.15.1 || exit 1
   tar -C $D/bundle -cf /tmp/devbundle.tar . && sha256sum /tmp/devbundle.tar >$D/small/bundle.sha256 || exit 1
   (cd $D && split -b 50M -d /tmp/devbundle.tar chunk && for c in chunk*; do
@@ -53,7 +61,7 @@ stage)
   nvidia-smi --query-gpu=name,compute_cap,driver_version,power.draw,temperature.gpu --format=csv
   exit 0 ;;
 run) ;;
-*) echo "usage: $0 pack [tvm] | stage DIR | run [spread]" >&2; exit 2 ;;
+*) echo "usage: $0 pack [tvm] | stage DIR | run [spread|tests|optimize]" >&2; exit 2 ;;
 esac
 
 : "${OUT:?OUT must name the folder for results}"
@@ -78,6 +86,38 @@ if [ -z "${SKIP_INSTALL:-}" ] && [ ! -d "$SITE/onnxruntime" ]; then
 fi
 export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1
 python3 -c "import onnxruntime as o, onnxslim, highspy, torch; print('onnxruntime', o.__version__, o.get_available_providers(), 'torch', torch.__version__)"
+if [ -d .devcarry/extra ]; then # the segment database and the shared data built/held here (see pack)
+  mkdir -p "$WORK/cache" && for f in .devcarry/extra/cache/*; do [ -e "$WORK/cache/${f##*/}" ] || cp "$f" "$WORK/cache/"; done
+  export AUTOGO_CACHE_DIR="$WORK/cache" AUTOGO_SHARED_DATA="$PWD/.devcarry/extra/data"
+fi
+
+if [ "${2:-}" = tests ]; then
+  step "GPU tests of the ORT backend and NVML power"
+  timeout 180 python3 -m pytest -q -rs -p no:cacheprovider tests/backends/test_ort.py tests/test_power.py
+  step done
+  exit 0
+fi
+
+if [ "${2:-}" = optimize ]; then
+  step "optimize resnet50 on ort-cuda, ${SEARCH_S:=210} s search, head to head"
+  $A zoo export resnet50 -o "$WORK/resnet50.onnx" || exit 1
+  timeout $((SEARCH_S + 330)) $A optimize "$WORK/resnet50.onnx" --target ort-cuda --time-limit "$SEARCH_S" \
+    --generations 1000 --seed "${SEED:-0}" -o "$WORK/resnet50_opt.onnx" --report "$OUT/optimize_ort_cuda.html" --json \
+    >"$OUT/optimize_ort_cuda.json"
+  echo "optimize rc=$?"
+  python3 - "$OUT/optimize_ort_cuda.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("stopped:", d["stopped"], "elapsed_s:", d["elapsed_s"], "candidates:", d["candidates_evaluated"])
+print("improvement:", d.get("improvement"))
+print("baseline measured:", d["baseline"]["measured"])
+print("best measured:", (d.get("best") or {}).get("measured"))
+for t in (d.get("head_to_head") or {}).get("tries", []):
+    print("h2h", t["candidate"], t["accepted"], round(t["latency_ratio"], 4), [round(x, 4) for x in t["latency_ratio_ci95"]])
+EOF
+  step done
+  exit 0
+fi
 
 if [ "${2:-}" = spread ]; then
   step "zoo model"

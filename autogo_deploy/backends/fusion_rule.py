@@ -44,12 +44,15 @@ def emission_order(
     """Where TVM's binding list places each node: (node indices by their last primitive op's
     binding, {node: position of its first primitive op's binding}).
 
-    The Relax ONNX frontend emits a binding only when an expression is normalised: Conv and Clip
-    (and a few data-movement ops) emit at once, but Conv's bias add and most other ops stay
-    unemitted expressions until a consumer that emits needs them (then in argument order,
-    depth first) or until the graph outputs are built. FuseOps visits bindings in that order (when
-    two convs feed one Add, in a downsampling residual block, the first to reach it takes it) and
-    puts each fused call where its first member was.
+    The Relax ONNX frontend emits a binding only when an expression is normalised: Clip (and a few
+    data-movement ops) emit at once; Conv normalises its call, which binds the call's arguments at
+    once but not the call itself, and a conv with a bias then adds the bias to that call, so the
+    convolution is bound at once as an argument of its bias add, while a bias-free convolution is
+    not. Those calls, the bias add and most other ops stay unemitted expressions until a consumer
+    that emits needs them (then in argument order, depth first) or until the graph outputs are
+    built. FuseOps visits bindings in that order (when two convs feed one Add, in a downsampling
+    residual block, the first to reach it takes it; so does an average pool that is the Add's
+    first argument against a bias-free conv) and puts each fused call where its first member was.
     """
     tail: dict[int, int] = {}
     head: dict[int, int] = {}
@@ -71,10 +74,12 @@ def emission_order(
             for name in node.inputs:
                 if name in producers:
                     emit(producers[name])
-            head[node.index] = counter  # the eagerly emitted main op
+            if node.ops[0].kind == "conv" and len(node.ops) == 1:
+                continue  # a bias-free conv: bb.normalize(conv2d(...)) binds only its arguments now
+            head[node.index] = counter  # bound now (a conv: as its bias add's argument)
             counter += 1
-            if len(node.ops) == 1 or node.ops[0].kind != "conv":
-                tail[node.index] = head[node.index]
+            if node.ops[0].kind != "conv":
+                tail[node.index] = head[node.index]  # the bias add stays unemitted until needed
     for name in sorted(outputs):
         if name in producers:
             emit(producers[name])

@@ -102,8 +102,36 @@ def _mutant_patterns() -> onnx.ModelProto:
     return make_model(nodes, [("x", [1, c, 16, 16])], "y", inits)
 
 
+def _pool_against_bias_free_conv() -> onnx.ModelProto:
+    """An Add whose first argument is an average pool and whose second a conv without bias (no BN after
+    it), then a BatchNorm (not foldable: it follows the Add), as AutoGO mutants of ResNet-50 build:
+    TVM binds the pool first (Conv's converter binds only the conv's arguments at once), so the pool,
+    not the conv, takes the Add and the BatchNorm's arithmetic."""
+    c = 16
+    nodes = [
+        N("Relu", ["x"], ["r"]),
+        N("Conv", ["r", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        N("BatchNormalization", ["c1", "s1", "b1", "m1", "v1"], ["n1"]),
+        N("Relu", ["n1"], ["r1"]),
+        N("Conv", ["r1", "w2"], ["c2"]),
+        N("AveragePool", ["r"], ["p"], kernel_shape=[1, 1]),
+        N("Add", ["p", "c2"], ["a"]),
+        N("BatchNormalization", ["a", "s2", "b2", "m2", "v2"], ["n2"]),
+        N("Relu", ["n2"], ["y"]),
+    ]
+    inits = [weights("w1", (c, c, 3, 3)), weights("w2", (c, c, 1, 1))]
+    for tag in "12":
+        inits += [weights(f"s{tag}", (c,)), weights(f"b{tag}", (c,)), weights(f"m{tag}", (c,))]
+        variance = np.abs(numpy_helper.to_array(weights(f"v{tag}", (c,)))) + 1
+        inits.append(numpy_helper.from_array(variance, f"v{tag}"))
+    return make_model(nodes, [("x", [1, c, 14, 14])], "y", inits)
+
+
 @needs_tvm
-@pytest.mark.parametrize("build", [lambda: make_tiny_cnn(batch=1), _residual_downsample, _mutant_patterns])
+@pytest.mark.parametrize(
+    "build",
+    [lambda: make_tiny_cnn(batch=1), _residual_downsample, _mutant_patterns, _pool_against_bias_free_conv],
+)
 def test_onnx_rule_fusion_agrees_with_tvm(build):
     graph = load(build(), fold_bn=True)
     consts = NpuConstants.default()

@@ -130,6 +130,7 @@ def optimize(
     measure_top: int = 2,
     measure_top_exact: int | None = None,
     parent_share: str = "auto",
+    front_strata: str = "auto",
     segment_weight: str = "macs",
     escape_after: int | None = None,
     widen_share: float = 0.0,
@@ -179,6 +180,8 @@ def optimize(
         raise InputError(f"unknown strategy {strategy!r}; valid: pareto, random")
     if parent_share not in ("auto", "even", "rank"):
         raise InputError(f"unknown parent share {parent_share!r}; valid: auto, even, rank")
+    if front_strata not in ("auto", "depth", "off"):
+        raise InputError(f"unknown front strata {front_strata!r}; valid: auto, depth, off")
     if escape_after is not None and escape_after < 1:
         raise InputError(f"--escape-after takes a number of generations >= 1, got {escape_after}")
     if not 0.0 <= widen_share <= 1.0:
@@ -267,6 +270,7 @@ def optimize(
         measure_top=measure_top,
         measure_top_exact=measure_top_exact,
         parent_share=parent_share,
+        front_strata=front_strata,
         escape_after=escape_after,
         graft=graft,
         time_limit_s=time_limit_s,

@@ -48,6 +48,11 @@ class SearchConfig:
     # "even" clearly, docs/optimize.md), else "even" (timed targets: unchanged, not studied there).
     parent_share: str = "auto"
     front_size: int = 6
+    # "depth": the front keeps depth as a fourth objective (a shallower cut is not dominated by a deeper
+    # one that is cheaper) and holds the cheapest member of each depth first, so models that spent
+    # less of the depth leash stay parents; "off": the plain front (cheapest front_size members);
+    # "auto": "depth" on exact targets (ResNet-50/npu-sim, 8 seeds: docs/optimize.md), else "off".
+    front_strata: str = "auto"
     # After this many generations without a better measured objective, half the children take two
     # changes at once (a mutant of a mutant; the intermediate is not scored) until the best improves:
     # a step out of a local optimum that no single segment replacement leaves. None: never.
@@ -133,24 +138,30 @@ class Search:
         return not self.budgets.violations(c.metrics(self.scale()))
 
     def front(self) -> list[Candidate]:
-        """Non-dominated candidates on (predicted accuracy ↑, objective cost ↓, params ↓)."""
+        """Non-dominated candidates on (predicted accuracy ↑, objective cost ↓, params ↓), with depth ↑ as a
+        fourth objective and one slot per depth first when the front is stratified (front_strata)."""
         s = self.scale()
+        strata = self._front_strata() == "depth"
+        dims = 4 if strata else 3
         pts = []
         for c in self.pool.values():
             cost = c.cost(self.key, s)
             if not c.has_model or cost is None or (c is not self.baseline and not self.feasible(c)):
                 continue
-            pts.append((c, (-(c.acc_delta or 0.0), cost, float(c.params))))
+            pts.append((c, (-(c.acc_delta or 0.0), cost, float(c.params), -float(c.depth))))
         front = []
         for c, p in pts:
             dominated = any(
-                all(q[i] <= p[i] for i in range(3)) and any(q[i] < p[i] for i in range(3))
+                all(q[i] <= p[i] for i in range(dims)) and any(q[i] < p[i] for i in range(dims))
                 for d, q in pts
                 if d is not c
             )
             if not dominated:
                 front.append(c)
-        front.sort(key=lambda c: (c.cost(self.key, s), -(c.acc_delta or 0.0), c.cid))
+        order = lambda c: (c.cost(self.key, s), -(c.acc_delta or 0.0), c.cid)  # noqa: E731
+        front.sort(key=order)
+        if strata:
+            return sorted(depth_strata(front, self.cfg.front_size), key=order)
         return front[: self.cfg.front_size]
 
     def _admit(self, cands: list[Candidate]) -> list[Candidate]:
@@ -223,6 +234,13 @@ class Search:
         if self.exact() and self.cfg.measure_top_exact is not None:
             return self.cfg.measure_top_exact
         return self.cfg.measure_top
+
+    def _front_strata(self) -> str:
+        if self.cfg.strategy == "random":  # the baseline search keeps the plain front
+            return "off"
+        if self.cfg.front_strata == "auto":
+            return "depth" if self.exact() else "off"
+        return self.cfg.front_strata
 
     def _parent_share(self) -> str:
         if self.cfg.parent_share == "auto":
@@ -433,6 +451,16 @@ class Search:
         search_checkpoint.read(self, folder)
         self._best_measured = self._measured_best()
         self._stalled = int(self.history[-1].get("stalled", 0)) if self.history else 0
+
+
+def depth_strata(front: list[Candidate], size: int) -> list[Candidate]:
+    """`size` members of a front sorted cheapest first: the cheapest member of each depth (in cost
+    order, so with more depths than slots the costliest depths are left out), then the others by cost."""
+    heads: dict[int, Candidate] = {}
+    for c in front:
+        heads.setdefault(c.depth, c)
+    picked = set(map(id, heads.values()))
+    return (list(heads.values()) + [c for c in front if id(c) not in picked])[:size]
 
 
 def children_per_parent(n_parents: int, population: int, share: str = "even") -> list[int]:

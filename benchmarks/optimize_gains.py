@@ -112,6 +112,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         measure_top=args.measure_top,
         measure_top_exact=args.measure_top_exact,
         parent_share=args.parent_share,
+        front_strata=args.front_strata,
         segment_weight=args.segment_weight,
         escape_after=args.escape_after,
         widen_share=args.widen_share,
@@ -151,6 +152,7 @@ def run_one(model: str, target: str, mode: str, args) -> dict:
         "measure_top": args.measure_top,
         "measure_top_exact": args.measure_top_exact,
         "parent_share": args.parent_share,
+        "front_strata": args.front_strata,
         "segment_weight": res.proposer_stats.get("segment_weight"),
         "escape_after": args.escape_after,
         "widen_share": args.widen_share,
@@ -330,6 +332,7 @@ def main() -> None:
     )
     ap.add_argument("--objective", default=None, help="override the autogo/random objective (latency|energy)")
     ap.add_argument("--parent-share", default="auto", choices=("auto", "even", "rank"))
+    ap.add_argument("--front-strata", default="auto", choices=("auto", "depth", "off"))
     ap.add_argument("--segment-weight", default="macs", choices=("macs", "target"))
     ap.add_argument("--escape-after", type=int, default=None, help="SearchConfig.escape_after")
     ap.add_argument("--widen-share", type=float, default=0.0, help="GraphProposer widen_share")

@@ -103,6 +103,8 @@ def test_optimize_rejects_bad_arguments(tmp_path):
         api.optimize("zoo:nb201", "ort-cpu", spill_mb=0)
     with pytest.raises(InputError, match="escape-after takes a number of generations"):
         api.optimize("zoo:nb201", "ort-cpu", escape_after=0)
+    with pytest.raises(InputError, match="unknown front strata 'width'; valid: auto, depth, off"):
+        api.optimize("zoo:nb201", "ort-cpu", front_strata="width")
     with pytest.raises(InputError, match="widen-share takes a share"):
         api.optimize("zoo:nb201", "ort-cpu", widen_share=1.5)
     with pytest.raises(InputError, match="--graft takes a number"):

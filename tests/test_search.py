@@ -400,3 +400,46 @@ def test_children_carrying_the_targets_cost_model_are_ranked_by_it():
     assert len(measured) < len(measured_blind)
     # in the loop: the input and measure_top per generation; then the final front
     assert len(measured) <= 1 + 4 * 2 + len(ranked.front)
+
+
+def _front_world(strata: str, deterministic: bool = True, strategy: str = "pareto"):
+    """The input (latency 100, depth 10) and measured mutants: six cuts to depth 8 that trade latency
+    for params (so all six are on the plain front), and one at depth 10, slower than all of them with
+    more params: the plain front drops it, a depth-stratified one keeps it as depth 10's cheapest."""
+    cfg = {"front_strata": strata, "front_size": 6, "strategy": strategy}
+    s, _ = make(cfg=cfg, extra={"deterministic": deterministic})
+    s.baseline.depth = 10
+    s.baseline.measured = {"latency_ms": 100.0, "deterministic": deterministic}
+    world = [(60 + i, 40 - i, 8) for i in range(6)] + [(80, 50, 10)]  # (latency, params, depth)
+    for lat, params, depth in world:
+        c = _cand(lat)
+        c.params, c.depth, c.acc_delta = params, depth, 0.0
+        c.predicted = {"acc": 90.0, "latency_ms": float(lat), "energy_mj": None}
+        c.measured = {"latency_ms": float(lat), "deterministic": deterministic}
+        s.pool[c.cid] = c
+    return s
+
+
+def test_depth_strata_keep_the_cheapest_member_of_each_depth():
+    from autogo_deploy.search import depth_strata
+
+    plain = _front_world("off").front()
+    assert [_value(c) for c in plain] == [60, 61, 62, 63, 64, 65]  # six cuts to depth 8, cheapest first
+    world = _front_world("depth")
+    stratified = world.front()
+    assert [_value(c) for c in stratified] == [60, 61, 62, 63, 64, 80]  # depth 10's cheapest took a slot
+    # the input (depth 10, latency 100) is dominated by the depth-10 mutant on all four objectives
+    assert world.baseline not in stratified
+    # the helper alone: heads in cost order, then the others; a slot count below the depths keeps the cheapest
+    cands = sorted(_front_world("off").pool.values(), key=lambda c: c.cost("latency_ms"))
+    assert [c.depth for c in depth_strata(cands, 3)] == [8, 10, 8]
+    assert [_value(c) for c in depth_strata(cands, 1)] == [60]
+
+
+def test_front_strata_auto_means_depth_on_exact_targets_only():
+    def has_depth10(**kw):
+        return any(c.depth == 10 for c in _front_world("auto", **kw).front())
+
+    assert has_depth10(deterministic=True)
+    assert not has_depth10(deterministic=False)  # timed targets: the plain front
+    assert not has_depth10(deterministic=True, strategy="random")  # the random baseline: unchanged

@@ -42,6 +42,13 @@ def optimize(
         str,
         typer.Option(help="children per front member: auto (rank on deterministic targets) | even | rank"),
     ] = "auto",
+    front_strata: Annotated[
+        str,
+        typer.Option(
+            help="parents by depth: depth (the cheapest member of each depth holds a front slot) | off |"
+            " auto (depth on deterministic targets)"
+        ),
+    ] = "auto",
     segment_weight: Annotated[
         str,
         typer.Option(
@@ -147,6 +154,7 @@ def optimize(
             measure_top=measure_top,
             measure_top_exact=measure_top_exact,
             parent_share=parent_share,
+            front_strata=front_strata,
             segment_weight=segment_weight,
             escape_after=escape_after,
             widen_share=widen_share,

@@ -158,7 +158,10 @@ class Search:
             )
             if not dominated:
                 front.append(c)
-        order = lambda c: (c.cost(self.key, s), -(c.acc_delta or 0.0), c.cid)  # noqa: E731
+
+        def order(c: Candidate) -> tuple:
+            return (c.cost(self.key, s), -(c.acc_delta or 0.0), c.cid)
+
         front.sort(key=order)
         if strata:
             return sorted(depth_strata(front, self.cfg.front_size), key=order)
@@ -459,8 +462,8 @@ def depth_strata(front: list[Candidate], size: int) -> list[Candidate]:
     heads: dict[int, Candidate] = {}
     for c in front:
         heads.setdefault(c.depth, c)
-    picked = set(map(id, heads.values()))
-    return (list(heads.values()) + [c for c in front if id(c) not in picked])[:size]
+    picked = {c.cid for c in heads.values()}
+    return (list(heads.values()) + [c for c in front if c.cid not in picked])[:size]
 
 
 def children_per_parent(n_parents: int, population: int, share: str = "even") -> list[int]:

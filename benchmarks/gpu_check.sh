@@ -98,23 +98,26 @@ if [ "${2:-}" = tests ]; then
   exit 0
 fi
 
-if [ "${2:-}" = optimize ]; then
-  step "optimize resnet50 on ort-cuda, ${SEARCH_S:=210} s search, head to head"
-  $A zoo export resnet50 -o "$WORK/resnet50.onnx" || exit 1
-  timeout $((SEARCH_S + 330)) $A optimize "$WORK/resnet50.onnx" --target ort-cuda --time-limit "$SEARCH_S" \
-    --generations 1000 --seed "${SEED:-0}" -o "$WORK/resnet50_opt.onnx" --report "$OUT/optimize_ort_cuda.html" --json \
-    >"$OUT/optimize_ort_cuda.json"
+optimize_resnet50() { # SEARCH_SECONDS SEED OUT_JSON: optimize ResNet-50 on ort-cuda (report beside OUT_JSON)
+  [ -f "$WORK/resnet50.onnx" ] || $A zoo export resnet50 -o "$WORK/resnet50.onnx" || return 1
+  timeout $(($1 + 330)) $A optimize "$WORK/resnet50.onnx" --target ort-cuda --time-limit "$1" --generations 1000 \
+    --seed "$2" -o "$WORK/resnet50_opt.onnx" --report "${3%.json}.html" --json >"$3"
   echo "optimize rc=$?"
-  python3 - "$OUT/optimize_ort_cuda.json" <<'EOF'
+  python3 - "$3" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 print("stopped:", d["stopped"], "elapsed_s:", d["elapsed_s"], "candidates:", d["candidates_evaluated"])
 print("improvement:", d.get("improvement"))
 print("baseline measured:", d["baseline"]["measured"])
-print("best measured:", (d.get("best") or {}).get("measured"))
+print("best measured:", (d.get("best") or {}).get("measured"), d.get("why_no_result", ""))
 for t in (d.get("head_to_head") or {}).get("tries", []):
     print("h2h", t["candidate"], t["accepted"], round(t["latency_ratio"], 4), [round(x, 4) for x in t["latency_ratio_ci95"]])
 EOF
+}
+
+if [ "${2:-}" = optimize ]; then
+  step "optimize resnet50 on ort-cuda, ${SEARCH_S:=210} s search, head to head"
+  optimize_resnet50 "$SEARCH_S" "${SEED:-0}" "$OUT/optimize_ort_cuda.json"
   step done
   exit 0
 fi
@@ -161,15 +164,7 @@ step "check resnet50 on ort-cuda (budget gate)"
 timeout 180 $A check "$WORK/resnet50.onnx" --target ort-cuda; echo "check rc=$?"
 
 step "optimize resnet50 on ort-cuda, 60 s search"
-timeout 420 $A optimize "$WORK/resnet50.onnx" --target ort-cuda --time-limit 60 --generations 1000 --seed 0 \
-  -o "$WORK/resnet50_opt.onnx" --json > "$OUT/optimize_resnet50_ort_cuda.json"
-echo "optimize rc=$?"; python3 - "$OUT/optimize_resnet50_ort_cuda.json" <<'EOF'
-import json, sys
-d = json.load(open(sys.argv[1]))
-print("improvement:", d.get("improvement")); print("head_to_head:", d.get("head_to_head"))
-print("baseline measured:", d["baseline"]["measured"])
-print("best measured:", d["best"]["measured"] if d.get("best") else None, d.get("why_no_result", ""))
-EOF
+optimize_resnet50 60 0 "$OUT/optimize_resnet50_ort_cuda.json"
 
 step "profile resnet18 on tvm-cuda (untuned, arch auto)"
 timeout 240 $A profile "$WORK/resnet18.onnx" --target tvm-cuda --json > "$OUT/profile_resnet18_tvm_cuda.json"

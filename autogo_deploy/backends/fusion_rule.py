@@ -76,10 +76,11 @@ def emission_order(
                     emit(producers[name])
             if node.ops[0].kind == "conv" and len(node.ops) == 1:
                 continue  # a bias-free conv: bb.normalize(conv2d(...)) binds only its arguments now
-            head[node.index] = counter  # bound now (a conv: as its bias add's argument)
+            # bound now; a conv with a bias: its call, as the bias add's argument (the add waits until needed)
+            head[node.index] = counter
             counter += 1
             if node.ops[0].kind != "conv":
-                tail[node.index] = head[node.index]  # the bias add stays unemitted until needed
+                tail[node.index] = head[node.index]
     for name in sorted(outputs):
         if name in producers:
             emit(producers[name])

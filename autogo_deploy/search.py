@@ -21,6 +21,7 @@ from pathlib import Path
 from autogo_deploy import graft
 from autogo_deploy.candidate import Candidate
 from autogo_deploy.constraints import Budgets
+from autogo_deploy.front import children_per_parent, pareto_front
 from autogo_deploy.width import width_drop
 
 COST_KEY = {"latency": "latency_ms", "energy": "energy_mj", "macs": "macs", "accuracy": "neg_acc"}
@@ -138,34 +139,15 @@ class Search:
         return not self.budgets.violations(c.metrics(self.scale()))
 
     def front(self) -> list[Candidate]:
-        """Non-dominated candidates on (predicted accuracy ↑, objective cost ↓, params ↓), with depth ↑ as a
-        fourth objective and one slot per depth first when the front is stratified (front_strata)."""
+        """The Pareto front of the candidates within budgets (and the input), cheapest first
+        (front.pareto_front; stratified by depth when front_strata says so)."""
         s = self.scale()
-        strata = self._front_strata() == "depth"
-        dims = 4 if strata else 3
-        pts = []
+        cands = []
         for c in self.pool.values():
             cost = c.cost(self.key, s)
-            if not c.has_model or cost is None or (c is not self.baseline and not self.feasible(c)):
-                continue
-            pts.append((c, (-(c.acc_delta or 0.0), cost, float(c.params), -float(c.depth))))
-        front = []
-        for c, p in pts:
-            dominated = any(
-                all(q[i] <= p[i] for i in range(dims)) and any(q[i] < p[i] for i in range(dims))
-                for d, q in pts
-                if d is not c
-            )
-            if not dominated:
-                front.append(c)
-
-        def order(c: Candidate) -> tuple:
-            return (c.cost(self.key, s), -(c.acc_delta or 0.0), c.cid)
-
-        front.sort(key=order)
-        if strata:
-            return sorted(depth_strata(front, self.cfg.front_size), key=order)
-        return front[: self.cfg.front_size]
+            if c.has_model and cost is not None and (c is self.baseline or self.feasible(c)):
+                cands.append((c, cost))
+        return pareto_front(cands, size=self.cfg.front_size, by_depth=self._front_strata() == "depth")
 
     def _admit(self, cands: list[Candidate]) -> list[Candidate]:
         fresh = list({c.cid: c for c in cands if c.cid not in self.pool}.values())  # one per model
@@ -454,40 +436,6 @@ class Search:
         search_checkpoint.read(self, folder)
         self._best_measured = self._measured_best()
         self._stalled = int(self.history[-1].get("stalled", 0)) if self.history else 0
-
-
-def depth_strata(front: list[Candidate], size: int) -> list[Candidate]:
-    """`size` members of a front sorted cheapest first: the cheapest member of each depth (in cost
-    order, so with more depths than slots the costliest depths are left out), then the others by cost."""
-    heads: dict[int, Candidate] = {}
-    for c in front:
-        heads.setdefault(c.depth, c)
-    picked = {c.cid for c in heads.values()}
-    return (list(heads.values()) + [c for c in front if c.cid not in picked])[:size]
-
-
-def children_per_parent(n_parents: int, population: int, share: str = "even") -> list[int]:
-    """How many mutants each parent (front order: cheapest first) is asked for.
-
-    "even": ceil(population / n_parents) each (the original rule). "rank": population split in
-    proportion to 1/rank (largest remainders; ties to the cheaper parent), so the cheapest member
-    gets the most children and every member at least one while population >= n_parents."""
-    if n_parents <= 0:
-        return []
-    if share == "even":
-        return [max(1, math.ceil(population / n_parents))] * n_parents
-    if share != "rank":
-        raise ValueError(f"unknown parent share {share!r}; valid: auto, even, rank")
-    weights = [1.0 / (i + 1) for i in range(n_parents)]
-    total = sum(weights)
-    exact = [population * w / total for w in weights]
-    counts = [max(1, int(x)) if population >= n_parents else int(x) for x in exact]
-    order = sorted(range(n_parents), key=lambda i: (counts[i] - exact[i], i))
-    for i in order:
-        if sum(counts) >= population:
-            break
-        counts[i] += 1
-    return counts
 
 
 def _noise(c: Candidate) -> float:

@@ -204,21 +204,6 @@ def test_exact_target_measurement_cap():
     assert max(steps) <= 3 and max(steps) == 3
 
 
-def test_children_per_parent_rules():
-    from autogo_deploy.search import children_per_parent
-
-    assert children_per_parent(6, 12, "even") == [2] * 6  # the original rule
-    assert children_per_parent(5, 12, "even") == [3] * 5
-    for n in range(1, 9):
-        shares = children_per_parent(n, 12, "rank")
-        assert sum(shares) == 12 and len(shares) == n
-        assert shares[0] == max(shares) and min(shares) >= 1  # cheapest first, nobody starved
-        assert shares == sorted(shares, reverse=True) or n > 4  # monotone until rounding ties
-    assert children_per_parent(6, 12, "rank") == [5, 2, 2, 1, 1, 1]
-    assert sum(children_per_parent(6, 4, "rank")) == 4  # fewer children than parents: the cheapest get them
-    assert children_per_parent(0, 12, "rank") == []
-
-
 def make_wide(
     deterministic: bool, *, generations: int, budget: str, on_generation, on_propose=None
 ) -> Search:
@@ -421,8 +406,6 @@ def _front_world(strata: str, deterministic: bool = True, strategy: str = "paret
 
 
 def test_depth_strata_keep_the_cheapest_member_of_each_depth():
-    from autogo_deploy.search import depth_strata
-
     plain = _front_world("off").front()
     assert [_value(c) for c in plain] == [60, 61, 62, 63, 64, 65]  # six cuts to depth 8, cheapest first
     world = _front_world("depth")
@@ -430,10 +413,6 @@ def test_depth_strata_keep_the_cheapest_member_of_each_depth():
     assert [_value(c) for c in stratified] == [60, 61, 62, 63, 64, 80]  # depth 10's cheapest took a slot
     # the input (depth 10, latency 100) is dominated by the depth-10 mutant on all four objectives
     assert world.baseline not in stratified
-    # the helper alone: heads in cost order, then the others; a slot count below the depths keeps the cheapest
-    cands = sorted(_front_world("off").pool.values(), key=lambda c: c.cost("latency_ms"))
-    assert [c.depth for c in depth_strata(cands, 3)] == [8, 10, 8]
-    assert [_value(c) for c in depth_strata(cands, 1)] == [60]
 
 
 def test_front_strata_auto_means_depth_on_exact_targets_only():
